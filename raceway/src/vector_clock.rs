@@ -1,0 +1,437 @@
+//! Sparse vector clocks keyed by `service#instance` (spec/PROPAGATION.md §4).
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The largest counter value: 2^53 − 1, the largest integer every SDK's JSON can carry exactly.
+pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
+/// The default number of components an SDK keeps in the clock it sends.
+pub const DEFAULT_MAX_COMPONENTS: usize = 64;
+
+/// The default age after which a component that has not advanced may be dropped.
+pub const DEFAULT_COMPONENT_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Causal order of two clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CausalOrder {
+    /// The left clock happened before the right one.
+    Before,
+    /// The left clock happened after the right one.
+    After,
+    /// Both clocks are identical.
+    Equal,
+    /// Neither happened before the other.
+    Concurrent,
+}
+
+fn process_seconds() -> u32 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs() as u32
+}
+
+#[derive(Clone)]
+struct Component {
+    key: Arc<str>,
+    counter: u64,
+    /// Seconds since process start when this component last advanced locally (for the drop rule only).
+    touched: u32,
+}
+
+/// A sparse vector clock: components ordered bytewise by key; a missing key counts as 0.
+///
+/// ```
+/// use raceway::{CausalOrder, VectorClock};
+/// let mut a = VectorClock::new();
+/// a.tick("orders#1");
+/// let mut b = a.clone();
+/// b.tick("payments#1");
+/// assert_eq!(a.compare(&b), CausalOrder::Before);
+/// a.tick("orders#1");
+/// assert_eq!(a.compare(&b), CausalOrder::Concurrent);
+/// a.merge(&b);
+/// assert_eq!(a.get("payments#1"), 1);
+/// ```
+#[derive(Clone, Default)]
+pub struct VectorClock {
+    components: Vec<Component>,
+}
+
+impl VectorClock {
+    /// An empty clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a clock from `(key, counter)` pairs in any order; duplicate keys keep the maximum and counters are
+    /// capped at [`MAX_COUNTER`].
+    pub fn from_pairs<K: Into<Arc<str>>>(pairs: impl IntoIterator<Item = (K, u64)>) -> Self {
+        let now = process_seconds();
+        let mut components: Vec<Component> = pairs
+            .into_iter()
+            .map(|(key, counter)| Component {
+                key: key.into(),
+                counter: counter.min(MAX_COUNTER),
+                touched: now,
+            })
+            .collect();
+        components.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        components.dedup_by(|later, kept| {
+            if later.key == kept.key {
+                kept.counter = kept.counter.max(later.counter);
+                true
+            } else {
+                false
+            }
+        });
+        Self { components }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.components
+            .binary_search_by(|c| c.key.as_bytes().cmp(key.as_bytes()))
+    }
+
+    /// The counter of `key` (0 when absent).
+    pub fn get(&self, key: &str) -> u64 {
+        self.position(key)
+            .map(|i| self.components[i].counter)
+            .unwrap_or(0)
+    }
+
+    /// Number of components.
+    pub fn len(&self) -> usize {
+        self.components.len()
+    }
+
+    /// `true` when no component is present.
+    pub fn is_empty(&self) -> bool {
+        self.components.is_empty()
+    }
+
+    /// Components in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, u64)> + '_ {
+        self.components.iter().map(|c| (&*c.key, c.counter))
+    }
+
+    /// Adds one to `key` (saturating at [`MAX_COUNTER`]) and returns the new value.
+    pub fn tick(&mut self, key: &str) -> u64 {
+        let now = process_seconds();
+        match self.position(key) {
+            Ok(i) => {
+                let c = &mut self.components[i];
+                c.counter = (c.counter + 1).min(MAX_COUNTER);
+                c.touched = now;
+                c.counter
+            }
+            Err(i) => {
+                self.components.insert(
+                    i,
+                    Component {
+                        key: Arc::from(key),
+                        counter: 1,
+                        touched: now,
+                    },
+                );
+                1
+            }
+        }
+    }
+
+    /// Like [`tick`](Self::tick) with a shared key, avoiding an allocation when the key is new.
+    pub fn tick_shared(&mut self, key: &Arc<str>) -> u64 {
+        if let Err(i) = self.position(key) {
+            self.components.insert(
+                i,
+                Component {
+                    key: Arc::clone(key),
+                    counter: 0,
+                    touched: 0,
+                },
+            );
+        }
+        self.tick(key)
+    }
+
+    /// Element-wise maximum with `other`.
+    pub fn merge(&mut self, other: &VectorClock) {
+        if other.components.is_empty() {
+            return;
+        }
+        let now = process_seconds();
+        let mut merged = Vec::with_capacity(self.components.len().max(other.components.len()));
+        let (mut i, mut j) = (0, 0);
+        let (a, b) = (&self.components, &other.components);
+        while i < a.len() || j < b.len() {
+            let ord = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => x.key.as_bytes().cmp(y.key.as_bytes()),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            match ord {
+                Ordering::Less => {
+                    merged.push(a[i].clone());
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    let mut c = b[j].clone();
+                    c.touched = now;
+                    merged.push(c);
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    let mut c = a[i].clone();
+                    if b[j].counter > c.counter {
+                        c.counter = b[j].counter;
+                        c.touched = now;
+                    }
+                    merged.push(c);
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        self.components = merged;
+    }
+
+    /// Causal order of `self` relative to `other`.
+    pub fn compare(&self, other: &VectorClock) -> CausalOrder {
+        let (mut less, mut greater) = (false, false);
+        let (a, b) = (&self.components, &other.components);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let (x, y) = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) => match x.key.as_bytes().cmp(y.key.as_bytes()) {
+                    Ordering::Less => {
+                        i += 1;
+                        (x.counter, 0)
+                    }
+                    Ordering::Greater => {
+                        j += 1;
+                        (0, y.counter)
+                    }
+                    Ordering::Equal => {
+                        i += 1;
+                        j += 1;
+                        (x.counter, y.counter)
+                    }
+                },
+                (Some(x), None) => {
+                    i += 1;
+                    (x.counter, 0)
+                }
+                (None, Some(y)) => {
+                    j += 1;
+                    (0, y.counter)
+                }
+                (None, None) => unreachable!("loop condition"),
+            };
+            less |= x < y;
+            greater |= x > y;
+            if less && greater {
+                return CausalOrder::Concurrent;
+            }
+        }
+        match (less, greater) {
+            (false, false) => CausalOrder::Equal,
+            (true, false) => CausalOrder::Before,
+            (false, true) => CausalOrder::After,
+            (true, true) => CausalOrder::Concurrent,
+        }
+    }
+
+    /// `true` when `self` happened strictly before `other`.
+    pub fn happened_before(&self, other: &VectorClock) -> bool {
+        self.compare(other) == CausalOrder::Before
+    }
+
+    /// Applies the drop rule of spec/PROPAGATION.md §3.3: keep at most `max` components, never dropping `own`;
+    /// drop components not advanced within `ttl` first, then the least recently advanced (ties: smallest counter,
+    /// then smallest key).
+    pub fn bound(&mut self, max: usize, own: &str, ttl: Duration) {
+        if self.components.len() <= max {
+            return;
+        }
+        let now = process_seconds();
+        let ttl_secs = ttl.as_secs().min(u32::MAX as u64) as u32;
+        let stale = |c: &Component| now.saturating_sub(c.touched) > ttl_secs;
+        // Rank every droppable component; the first `excess` of the ranking go.
+        let mut candidates: Vec<usize> = (0..self.components.len())
+            .filter(|&i| &*self.components[i].key != own)
+            .collect();
+        let comps = &self.components;
+        candidates.sort_by(|&x, &y| {
+            let (a, b) = (&comps[x], &comps[y]);
+            stale(b)
+                .cmp(&stale(a))
+                .then(a.touched.cmp(&b.touched))
+                .then(a.counter.cmp(&b.counter))
+                .then(a.key.as_bytes().cmp(b.key.as_bytes()))
+        });
+        let excess = self.components.len() - max;
+        let mut drop = vec![false; self.components.len()];
+        for &i in candidates.iter().take(excess) {
+            drop[i] = true;
+        }
+        let mut index = 0;
+        self.components.retain(|_| {
+            let keep = !drop[index];
+            index += 1;
+            keep
+        });
+    }
+}
+
+impl PartialEq for VectorClock {
+    fn eq(&self, other: &Self) -> bool {
+        self.compare(other) == CausalOrder::Equal
+    }
+}
+impl Eq for VectorClock {}
+
+impl fmt::Debug for VectorClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for VectorClock {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.components.len()))?;
+        for c in &self.components {
+            seq.serialize_element(&(&*c.key, c.counter))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for VectorClock {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClockVisitor;
+        impl<'de> Visitor<'de> for ClockVisitor {
+            type Value = VectorClock;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of [key, counter] pairs")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VectorClock, A::Error> {
+                let mut pairs: Vec<(Arc<str>, u64)> = Vec::new();
+                while let Some((key, counter)) = seq.next_element::<(String, u64)>()? {
+                    if pairs.len() == crate::clock_header::MAX_WIRE_COMPONENTS {
+                        return Err(serde::de::Error::custom("too many clock components"));
+                    }
+                    if key.is_empty() || key.len() > 256 {
+                        return Err(serde::de::Error::custom("clock key must be 1-256 bytes"));
+                    }
+                    if counter > MAX_COUNTER {
+                        return Err(serde::de::Error::custom("clock counter above 2^53-1"));
+                    }
+                    pairs.push((key.into(), counter));
+                }
+                Ok(VectorClock::from_pairs(pairs))
+            }
+        }
+        deserializer.deserialize_seq(ClockVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn clock() -> impl Strategy<Value = VectorClock> {
+        proptest::collection::vec(("[a-d]#[12]", 0u64..6), 0..6).prop_map(VectorClock::from_pairs)
+    }
+
+    fn dominates(big: &VectorClock, small: &VectorClock) -> bool {
+        small.iter().all(|(k, n)| big.get(k) >= n)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in clock(), b in clock()) {
+            let mut ab = a.clone(); ab.merge(&b);
+            let mut ba = b.clone(); ba.merge(&a);
+            prop_assert_eq!(ab, ba);
+        }
+
+        #[test]
+        fn merge_is_associative(a in clock(), b in clock(), c in clock()) {
+            let mut left = a.clone(); left.merge(&b); left.merge(&c);
+            let mut bc = b.clone(); bc.merge(&c);
+            let mut right = a.clone(); right.merge(&bc);
+            prop_assert_eq!(left, right);
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in clock()) {
+            let mut aa = a.clone(); aa.merge(&a);
+            prop_assert_eq!(aa, a);
+        }
+
+        #[test]
+        fn merge_dominates_both_inputs(a in clock(), b in clock()) {
+            let mut m = a.clone(); m.merge(&b);
+            prop_assert!(dominates(&m, &a) && dominates(&m, &b));
+            prop_assert!(matches!(a.compare(&m), CausalOrder::Before | CausalOrder::Equal));
+        }
+
+        #[test]
+        fn happens_before_is_a_strict_partial_order(a in clock(), b in clock(), c in clock()) {
+            prop_assert!(!a.happened_before(&a));
+            prop_assert!(!(a.happened_before(&b) && b.happened_before(&a)));
+            if a.happened_before(&b) && b.happened_before(&c) {
+                prop_assert!(a.happened_before(&c));
+            }
+        }
+
+        #[test]
+        fn compare_is_antisymmetric_and_matches_pointwise_order(a in clock(), b in clock()) {
+            let expected = match (dominates(&b, &a), dominates(&a, &b)) {
+                (true, true) => CausalOrder::Equal,
+                (true, false) => CausalOrder::Before,
+                (false, true) => CausalOrder::After,
+                (false, false) => CausalOrder::Concurrent,
+            };
+            prop_assert_eq!(a.compare(&b), expected);
+            let flipped = match expected {
+                CausalOrder::Before => CausalOrder::After,
+                CausalOrder::After => CausalOrder::Before,
+                other => other,
+            };
+            prop_assert_eq!(b.compare(&a), flipped);
+        }
+
+        #[test]
+        fn tick_moves_strictly_forward(a in clock(), key in "[a-e]#[123]") {
+            let mut t = a.clone();
+            t.tick(&key);
+            prop_assert_eq!(a.compare(&t), CausalOrder::Before);
+        }
+    }
+
+    #[test]
+    fn bound_keeps_own_and_drops_least_recent() {
+        let mut c = VectorClock::from_pairs((0..10).map(|i| (format!("s{i}#1"), i + 1)));
+        c.tick("me#1");
+        c.bound(4, "me#1", DEFAULT_COMPONENT_TTL);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.get("me#1"), 1);
+        // Same age: smallest counters go first.
+        assert_eq!(c.get("s9#1"), 10);
+        assert_eq!(c.get("s0#1"), 0);
+    }
+
+    #[test]
+    fn tick_saturates() {
+        let mut c = VectorClock::from_pairs([("a", MAX_COUNTER)]);
+        assert_eq!(c.tick("a"), MAX_COUNTER);
+    }
+}
