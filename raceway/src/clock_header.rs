@@ -253,7 +253,8 @@ impl ClockPayload {
     }
 
     fn from_json(json: &[u8]) -> Result<Self, ClockError> {
-        let wire: WirePayload<'_> = serde_json::from_slice(json).map_err(|_| ClockError::Malformed)?;
+        let wire: WirePayload<'_> =
+            serde_json::from_slice(json).map_err(|_| ClockError::Malformed)?;
         if wire.clock.len() > MAX_WIRE_COMPONENTS {
             return Err(ClockError::TooManyComponents);
         }
@@ -352,6 +353,9 @@ mod tests {
         let frame = zstd::bulk::compress(json.as_bytes(), 19).unwrap();
         let header = format!("v1;{}", URL_SAFE_NO_PAD.encode(frame));
         assert!(header.len() < MAX_HEADER_BYTES);
-        assert_eq!(ClockPayload::decode(header.as_bytes()), Err(ClockError::TooLarge));
+        assert_eq!(
+            ClockPayload::decode(header.as_bytes()),
+            Err(ClockError::TooLarge)
+        );
     }
 }

@@ -99,7 +99,10 @@ pub enum Access {
 impl Access {
     /// `true` for every access that modifies the variable.
     pub fn is_write(self) -> bool {
-        matches!(self, Access::Write | Access::AtomicWrite | Access::AtomicRmw)
+        matches!(
+            self,
+            Access::Write | Access::AtomicWrite | Access::AtomicRmw
+        )
     }
 
     /// `true` for atomic accesses (which never race with each other).
@@ -390,7 +393,11 @@ impl Event {
             "vector_clock",
             "at most 256 components",
         )?;
-        check(self.locks_held.len() <= 64, "locks_held", "at most 64 locks")?;
+        check(
+            self.locks_held.len() <= 64,
+            "locks_held",
+            "at most 64 locks",
+        )?;
         check(
             self.locks_held.iter().all(|l| name_ok(&l.lock)),
             "locks_held",
@@ -398,7 +405,9 @@ impl Event {
         )?;
         check(self.tags.len() <= 64, "tags", "at most 64 entries")?;
         check(
-            self.tags.iter().all(|(k, v)| k.len() <= 256 && v.len() <= 4096),
+            self.tags
+                .iter()
+                .all(|(k, v)| k.len() <= 256 && v.len() <= 4096),
             "tags",
             "keys at most 256 bytes, values at most 4096",
         )?;
@@ -417,23 +426,28 @@ impl Event {
             EventKind::LockAcquire { lock, .. } | EventKind::LockRelease { lock, .. } => {
                 check(name_ok(lock), "kind.lock", "must be 1-256 bytes")
             }
-            EventKind::AsyncSpawn { child_thread_id } | EventKind::AsyncAwait { child_thread_id } => {
-                check(
-                    !child_thread_id.is_empty() && child_thread_id.len() <= 128,
-                    "kind.child_thread_id",
-                    "must be 1-128 bytes",
-                )
-            }
+            EventKind::AsyncSpawn { child_thread_id }
+            | EventKind::AsyncAwait { child_thread_id } => check(
+                !child_thread_id.is_empty() && child_thread_id.len() <= 128,
+                "kind.child_thread_id",
+                "must be 1-128 bytes",
+            ),
             EventKind::FunctionCall { function, .. } => {
                 check(name_ok(function), "kind.function", "must be 1-256 bytes")
             }
-            EventKind::Error { error_type, .. } => {
-                check(name_ok(error_type), "kind.error_type", "must be 1-256 bytes")
+            EventKind::Error { error_type, .. } => check(
+                name_ok(error_type),
+                "kind.error_type",
+                "must be 1-256 bytes",
+            ),
+            EventKind::Custom { name, .. } => {
+                check(name_ok(name), "kind.name", "must be 1-256 bytes")
             }
-            EventKind::Custom { name, .. } => check(name_ok(name), "kind.name", "must be 1-256 bytes"),
-            EventKind::HttpResponse { status } => {
-                check((100..=999).contains(status), "kind.status", "must be 100-999")
-            }
+            EventKind::HttpResponse { status } => check(
+                (100..=999).contains(status),
+                "kind.status",
+                "must be 100-999",
+            ),
             _ => Ok(()),
         }
     }

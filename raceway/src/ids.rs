@@ -201,6 +201,10 @@ mod tests {
         assert!("00F067AA0BA902B7".parse::<SpanId>().is_err());
         assert!("0000000000000000".parse::<SpanId>().is_err());
         assert!("00f067aa0ba902b".parse::<SpanId>().is_err());
-        assert!(TraceId::random().to_uuid().as_bytes().iter().any(|&b| b != 0));
+        assert!(TraceId::random()
+            .to_uuid()
+            .as_bytes()
+            .iter()
+            .any(|&b| b != 0));
     }
 }

@@ -87,7 +87,9 @@ impl FromStr for Timestamp {
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(TimestampParseError);
             }
-            Ok(part.iter().fold(0i64, |acc, &c| acc * 10 + (c - b'0') as i64))
+            Ok(part
+                .iter()
+                .fold(0i64, |acc, &c| acc * 10 + (c - b'0') as i64))
         };
         if b.len() < 20
             || b[4] != b'-'
@@ -177,9 +179,14 @@ mod tests {
     #[test]
     fn known_values() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!("1970-01-01T00:00:01Z".parse::<Timestamp>().unwrap(), Timestamp(1_000_000_000));
+        assert_eq!(
+            "1970-01-01T00:00:01Z".parse::<Timestamp>().unwrap(),
+            Timestamp(1_000_000_000)
+        );
         assert!("2026-13-01T00:00:00Z".parse::<Timestamp>().is_err());
         assert!("2026-01-01T00:00:00".parse::<Timestamp>().is_err());
-        assert!("2026-01-01T00:00:00.1234567891Z".parse::<Timestamp>().is_err());
+        assert!("2026-01-01T00:00:00.1234567891Z"
+            .parse::<Timestamp>()
+            .is_err());
     }
 }

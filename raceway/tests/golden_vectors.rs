@@ -8,7 +8,9 @@ use raceway::{CausalOrder, ClockPayload, VectorClock};
 use serde_json::{json, Value};
 
 fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../spec/vectors")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -26,9 +28,12 @@ fn canonical(payload: &ClockPayload) -> Value {
 }
 
 fn clock_of(v: &Value) -> VectorClock {
-    VectorClock::from_pairs(v.as_array().unwrap().iter().map(|p| {
-        (p[0].as_str().unwrap().to_string(), p[1].as_u64().unwrap())
-    }))
+    VectorClock::from_pairs(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_u64().unwrap())),
+    )
 }
 
 fn clock_json(c: &VectorClock) -> Value {
@@ -71,14 +76,23 @@ fn tracestate_vectors() {
         let result = TraceState::extract(ls.iter().map(Vec::as_slice));
         if case["valid"].as_bool().unwrap() {
             let ts = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(serde_json::to_value(ts.members()).unwrap(), case["members"], "{name}");
+            assert_eq!(
+                serde_json::to_value(ts.members()).unwrap(),
+                case["members"],
+                "{name}"
+            );
         } else {
-            assert_eq!(result.map(|_| ()).unwrap_err().as_str(), case["error"], "{name}");
+            assert_eq!(
+                result.map(|_| ()).unwrap_err().as_str(),
+                case["error"],
+                "{name}"
+            );
         }
     }
     for case in doc["mutations"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let members: Vec<(String, String)> = serde_json::from_value(case["members"].clone()).unwrap();
+        let members: Vec<(String, String)> =
+            serde_json::from_value(case["members"].clone()).unwrap();
         let ts = TraceState::from_members(members);
         let header = ts.header_with_entry(case["entry"].as_str());
         assert_eq!(json!(header), case["expected_header"], "{name}");
@@ -105,7 +119,8 @@ fn raceway_clock_vectors() {
             "v1;{}",
             base64_url(serde_json::to_string(&case["payload"]).unwrap().as_bytes())
         );
-        let payload = ClockPayload::decode(plain.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let payload =
+            ClockPayload::decode(plain.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let decoded = ClockPayload::decode(payload.encode().as_bytes()).unwrap();
         assert_eq!(canonical(&decoded), case["payload"], "{name}");
     }
@@ -121,23 +136,46 @@ fn propagation_vectors() {
     let doc = load("propagation.json");
     for case in doc["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let headers: Vec<(String, String)> = serde_json::from_value(case["headers"].clone()).unwrap();
+        let headers: Vec<(String, String)> =
+            serde_json::from_value(case["headers"].clone()).unwrap();
         let got = extract(headers.as_slice());
         let want = &case["expected"];
         match want["trace"].as_str().unwrap() {
             "continued" => {
-                let tp = got.traceparent.unwrap_or_else(|| panic!("{name}: not continued"));
+                let tp = got
+                    .traceparent
+                    .unwrap_or_else(|| panic!("{name}: not continued"));
                 assert_eq!(tp.trace_id.to_string(), want["trace_id"], "{name}");
                 assert_eq!(tp.parent_id.to_string(), want["parent_id"], "{name}");
                 assert_eq!(format!("{:02x}", tp.flags.bits()), want["flags"], "{name}");
             }
             _ => assert!(got.traceparent.is_none(), "{name}: continued"),
         }
-        assert_eq!(json!(got.traceparent_error.map(|e| e.as_str())), want["traceparent_error"], "{name}");
-        assert_eq!(serde_json::to_value(got.tracestate.members()).unwrap(), want["tracestate"], "{name}");
-        assert_eq!(json!(got.tracestate_error.map(|e| e.as_str())), want["tracestate_error"], "{name}");
-        assert_eq!(serde_json::to_value(got.clock_status).unwrap(), want["clock_status"], "{name}");
-        assert_eq!(got.clock.as_ref().map(canonical).unwrap_or(Value::Null), want["clock"], "{name}");
+        assert_eq!(
+            json!(got.traceparent_error.map(|e| e.as_str())),
+            want["traceparent_error"],
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(got.tracestate.members()).unwrap(),
+            want["tracestate"],
+            "{name}"
+        );
+        assert_eq!(
+            json!(got.tracestate_error.map(|e| e.as_str())),
+            want["tracestate_error"],
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(got.clock_status).unwrap(),
+            want["clock_status"],
+            "{name}"
+        );
+        assert_eq!(
+            got.clock.as_ref().map(canonical).unwrap_or(Value::Null),
+            want["clock"],
+            "{name}"
+        );
     }
 }
 

@@ -1,0 +1,654 @@
+//! The task-local causal context: which trace, span and logical thread the running code belongs to.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::clock_header::{ClockPayload, RACEWAY_CLOCK};
+use crate::event::{Callee, HttpInfo, TraceparentStatus, Upstream};
+use crate::propagation::{Extracted, Extractor, Injector};
+use crate::trace_context::{TraceFlags, TraceParent, TraceState, TRACEPARENT, TRACESTATE};
+use crate::{
+    Event, EventKind, HeldLock, LockMode, Raceway, SpanId, SpanKind, Timestamp, TraceId,
+    VectorClock,
+};
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// The context of the running code, if it runs inside one.
+///
+/// ```
+/// let raceway = raceway::Raceway::builder().service_name("svc").build().unwrap();
+/// assert!(raceway::current().is_none());
+/// let ctx = raceway.new_trace("job");
+/// ctx.in_scope(|| assert_eq!(raceway::current().unwrap().trace_id(), ctx.trace_id()));
+/// ```
+pub fn current() -> Option<Context> {
+    CURRENT.try_with(Context::clone).ok()
+}
+
+/// A span of a trace, running on one logical thread. Cheap to clone (clones share the thread).
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<SpanContext>,
+}
+
+struct SpanContext {
+    raceway: Raceway,
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    operation: Arc<str>,
+    flags: TraceFlags,
+    tracestate: Arc<TraceState>,
+    partial: bool,
+    thread: Arc<LogicalThread>,
+}
+
+struct LogicalThread {
+    id: Arc<str>,
+    state: Mutex<ThreadState>,
+}
+
+struct ThreadState {
+    seq: u64,
+    clock: VectorClock,
+    locks: Vec<HeldLock>,
+    forks: u32,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("trace_id", &self.inner.trace_id)
+            .field("span_id", &self.inner.span_id)
+            .field("parent_span_id", &self.inner.parent_span_id)
+            .field("thread_id", &self.inner.thread.id)
+            .finish()
+    }
+}
+
+/// Details of an inbound request for [`Raceway::server_span`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerRequest {
+    /// Operation name, e.g. `POST /checkout`.
+    pub operation: String,
+    /// HTTP details, if the transport is HTTP.
+    pub http: Option<HttpInfo>,
+}
+
+impl Raceway {
+    /// Opens this service's span for an inbound request: continues the extracted trace (or starts one), merges
+    /// the upstream clock, and records `span_start` (and `http_request` for HTTP).
+    pub fn server_span(&self, extracted: &Extracted, request: ServerRequest) -> Context {
+        let (trace_id, flags, tracestate, parent, traceparent_status) = match &extracted.traceparent
+        {
+            Some(tp) => (
+                tp.trace_id,
+                tp.flags,
+                extracted.tracestate.clone(),
+                extracted.upstream_call_id(),
+                TraceparentStatus::Valid,
+            ),
+            None => (
+                TraceId::random(),
+                TraceFlags::new(0x03),
+                TraceState::new(),
+                None,
+                if extracted.traceparent_error.is_some() {
+                    TraceparentStatus::Invalid
+                } else {
+                    TraceparentStatus::Absent
+                },
+            ),
+        };
+        let mut clock = VectorClock::new();
+        if let Some(upstream) = &extracted.clock {
+            clock.merge(&upstream.clock);
+            clock.bound(
+                self.inner.max_clock_components,
+                &self.inner.own_key,
+                self.inner.clock_ttl,
+            );
+        }
+        let ctx = Context::root(
+            self,
+            trace_id,
+            parent,
+            flags,
+            tracestate,
+            request.operation.clone(),
+            clock,
+            extracted.is_partial(),
+        );
+        ctx.record_at(
+            EventKind::SpanStart {
+                operation: request.operation,
+                span_kind: SpanKind::Server,
+                http: request.http.clone(),
+                upstream: Some(Upstream {
+                    traceparent: traceparent_status,
+                    clock: extracted.clock_status,
+                }),
+            },
+            None,
+            None,
+        );
+        if let Some(http) = request.http {
+            ctx.record_at(
+                EventKind::HttpRequest {
+                    method: http.method,
+                    route: http.route,
+                    target: http.target,
+                },
+                None,
+                None,
+            );
+        }
+        ctx
+    }
+
+    /// Starts a new trace with a root span of kind `internal` (background jobs, or outbound calls made outside
+    /// any request).
+    pub fn new_trace(&self, operation: impl Into<String>) -> Context {
+        let operation = operation.into();
+        let ctx = Context::root(
+            self,
+            TraceId::random(),
+            None,
+            TraceFlags::new(0x03),
+            TraceState::new(),
+            operation.clone(),
+            VectorClock::new(),
+            false,
+        );
+        ctx.record_at(
+            EventKind::SpanStart {
+                operation,
+                span_kind: SpanKind::Internal,
+                http: None,
+                upstream: None,
+            },
+            None,
+            None,
+        );
+        ctx
+    }
+}
+
+fn lock_state(thread: &LogicalThread) -> MutexGuard<'_, ThreadState> {
+    thread.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn location_text(location: &Location<'_>) -> String {
+    format!(
+        "{}:{}:{}",
+        location.file(),
+        location.line(),
+        location.column()
+    )
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    fn root(
+        raceway: &Raceway,
+        trace_id: TraceId,
+        parent_span_id: Option<SpanId>,
+        flags: TraceFlags,
+        tracestate: TraceState,
+        operation: String,
+        clock: VectorClock,
+        partial: bool,
+    ) -> Self {
+        let span_id = SpanId::random();
+        let thread_id: Arc<str> = span_id.to_string().into();
+        Self {
+            inner: Arc::new(SpanContext {
+                raceway: raceway.clone(),
+                trace_id,
+                span_id,
+                parent_span_id,
+                operation: operation.into(),
+                flags,
+                tracestate: Arc::new(tracestate),
+                partial,
+                thread: Arc::new(LogicalThread {
+                    id: thread_id,
+                    state: Mutex::new(ThreadState {
+                        seq: 0,
+                        clock,
+                        locks: Vec::new(),
+                        forks: 0,
+                    }),
+                }),
+            }),
+        }
+    }
+
+    /// Trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.inner.trace_id
+    }
+
+    /// This span's id.
+    pub fn span_id(&self) -> SpanId {
+        self.inner.span_id
+    }
+
+    /// The parent span: the upstream call id for a server span, the enclosing span for a child span.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.inner.parent_span_id
+    }
+
+    /// The logical thread id.
+    pub fn thread_id(&self) -> &str {
+        &self.inner.thread.id
+    }
+
+    /// Trace flags.
+    pub fn flags(&self) -> TraceFlags {
+        self.inner.flags
+    }
+
+    /// Upstream tracestate.
+    pub fn tracestate(&self) -> &TraceState {
+        &self.inner.tracestate
+    }
+
+    /// `true` when the trace continued without an intact `raceway-clock` (header loss).
+    pub fn is_partial(&self) -> bool {
+        self.inner.partial
+    }
+
+    /// The handle this context records to.
+    pub fn raceway(&self) -> &Raceway {
+        &self.inner.raceway
+    }
+
+    /// A snapshot of the logical thread's vector clock.
+    pub fn clock(&self) -> VectorClock {
+        lock_state(&self.inner.thread).clock.clone()
+    }
+
+    /// Locks the logical thread currently holds.
+    pub fn locks_held(&self) -> Vec<HeldLock> {
+        lock_state(&self.inner.thread).locks.clone()
+    }
+
+    /// Runs `future` with this context as the current one.
+    pub fn scope<F: Future>(self, future: F) -> tokio::task::futures::TaskLocalFuture<Context, F> {
+        CURRENT.scope(self, future)
+    }
+
+    /// Runs `f` with this context as the current one.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.clone(), f)
+    }
+
+    /// Merges a clock into the logical thread's clock (bounded per the spec's drop rule).
+    pub fn merge_clock(&self, other: &VectorClock) {
+        let inner = &self.inner.raceway.inner;
+        let mut state = lock_state(&self.inner.thread);
+        state.clock.merge(other);
+        state
+            .clock
+            .bound(inner.max_clock_components, &inner.own_key, inner.clock_ttl);
+    }
+
+    /// Records an event of `kind` at the caller's location.
+    #[track_caller]
+    pub fn record(&self, kind: EventKind) {
+        self.record_at(kind, Some(Location::caller()), None);
+    }
+
+    /// Records an event with an explicit location and duration.
+    pub fn record_at(
+        &self,
+        kind: EventKind,
+        location: Option<&Location<'_>>,
+        duration: Option<Duration>,
+    ) {
+        self.record_with(kind, location, duration, |_| {});
+    }
+
+    fn record_with(
+        &self,
+        kind: EventKind,
+        location: Option<&Location<'_>>,
+        duration: Option<Duration>,
+        update_locks: impl FnOnce(&mut Vec<HeldLock>),
+    ) {
+        let span = &*self.inner;
+        let raceway = &span.raceway.inner;
+        let mut state = lock_state(&span.thread);
+        let seq = state.seq;
+        state.seq += 1;
+        state.clock.tick_shared(&raceway.own_key);
+        if !span.raceway.is_capturing() {
+            update_locks(&mut state.locks);
+            return;
+        }
+        let event = Event {
+            id: Uuid::new_v4(),
+            trace_id: span.trace_id.to_uuid(),
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            thread_id: Arc::clone(&span.thread.id),
+            seq,
+            service: Arc::clone(&raceway.service),
+            instance: Arc::clone(&raceway.instance),
+            timestamp: Timestamp::now(),
+            duration_ns: duration
+                .map(|d| d.as_nanos().min(crate::vector_clock::MAX_COUNTER as u128) as u64),
+            vector_clock: state.clock.clone(),
+            locks_held: state.locks.clone(),
+            location: location.map(location_text),
+            tags: BTreeMap::new(),
+            kind,
+        };
+        update_locks(&mut state.locks);
+        drop(state);
+        span.raceway.capture(event);
+    }
+
+    /// Records `http_response` (when `status` is given) and `span_end` for a span opened with
+    /// [`Raceway::server_span`], [`Raceway::new_trace`] or [`Context::child_span`].
+    pub fn end_span(&self, status: Option<u16>, error: bool, duration: Duration) {
+        if let Some(status) = status {
+            self.record_at(EventKind::HttpResponse { status }, None, Some(duration));
+        }
+        self.record_at(
+            EventKind::SpanEnd {
+                operation: self.inner.operation.to_string(),
+                status_code: status.map(i64::from),
+                error,
+            },
+            None,
+            Some(duration),
+        );
+    }
+
+    /// Opens a child span on the same logical thread (e.g. for a `tracing` span) and records its `span_start`.
+    pub fn child_span(&self, operation: impl Into<String>, kind: SpanKind) -> Context {
+        let operation: String = operation.into();
+        let child = Context {
+            inner: Arc::new(SpanContext {
+                raceway: self.inner.raceway.clone(),
+                trace_id: self.inner.trace_id,
+                span_id: SpanId::random(),
+                parent_span_id: Some(self.inner.span_id),
+                operation: operation.as_str().into(),
+                flags: self.inner.flags,
+                tracestate: Arc::clone(&self.inner.tracestate),
+                partial: self.inner.partial,
+                thread: Arc::clone(&self.inner.thread),
+            }),
+        };
+        child.record_at(
+            EventKind::SpanStart {
+                operation,
+                span_kind: kind,
+                http: None,
+                upstream: None,
+            },
+            None,
+            None,
+        );
+        child
+    }
+
+    /// Forks a new logical thread (a spawned task): records `async_spawn` here and returns the child's context,
+    /// which starts with this thread's clock. Pair with [`Context::join`].
+    #[track_caller]
+    pub fn fork(&self) -> Context {
+        let parent = &self.inner.thread;
+        let n = {
+            let mut state = lock_state(parent);
+            state.forks += 1;
+            state.forks
+        };
+        let mut child_id = format!("{}.{}", parent.id, n);
+        if child_id.len() > 128 {
+            // Deeply nested forks: keep ids within the spec's 128 bytes, unique with overwhelming probability.
+            child_id = format!("{}~{:016x}", self.inner.span_id, rand::random::<u64>());
+        }
+        let child_id: Arc<str> = child_id.into();
+        self.record_at(
+            EventKind::AsyncSpawn {
+                child_thread_id: Arc::clone(&child_id),
+            },
+            Some(Location::caller()),
+            None,
+        );
+        let clock = self.clock();
+        Context {
+            inner: Arc::new(SpanContext {
+                raceway: self.inner.raceway.clone(),
+                trace_id: self.inner.trace_id,
+                span_id: self.inner.span_id,
+                parent_span_id: self.inner.parent_span_id,
+                operation: Arc::clone(&self.inner.operation),
+                flags: self.inner.flags,
+                tracestate: Arc::clone(&self.inner.tracestate),
+                partial: self.inner.partial,
+                thread: Arc::new(LogicalThread {
+                    id: child_id,
+                    state: Mutex::new(ThreadState {
+                        seq: 0,
+                        clock,
+                        locks: Vec::new(),
+                        forks: 0,
+                    }),
+                }),
+            }),
+        }
+    }
+
+    /// Joins a forked thread: merges its clock here and records `async_await`.
+    #[track_caller]
+    pub fn join(&self, child: &Context) {
+        self.merge_clock(&child.clock());
+        self.record_at(
+            EventKind::AsyncAwait {
+                child_thread_id: Arc::clone(&child.inner.thread.id),
+            },
+            Some(Location::caller()),
+            None,
+        );
+    }
+
+    /// Records a lock acquisition (after acquiring) and adds the lock to `locks_held`.
+    #[track_caller]
+    pub fn lock_acquired(&self, lock: &str, mode: LockMode) {
+        self.lock_acquired_at(&Arc::from(lock), mode, Location::caller());
+    }
+
+    pub(crate) fn lock_acquired_at(
+        &self,
+        lock: &Arc<str>,
+        mode: LockMode,
+        location: &Location<'_>,
+    ) {
+        let lock = Arc::clone(lock);
+        {
+            let mut state = lock_state(&self.inner.thread);
+            state.locks.push(HeldLock {
+                lock: Arc::clone(&lock),
+                mode,
+            });
+        }
+        self.record_at(EventKind::LockAcquire { lock, mode }, Some(location), None);
+    }
+
+    /// Records a lock release (before releasing) and removes the lock from `locks_held`.
+    #[track_caller]
+    pub fn lock_releasing(&self, lock: &str, mode: LockMode) {
+        let name: Arc<str> = lock.into();
+        let removed = Arc::clone(&name);
+        self.record_with(
+            EventKind::LockRelease { lock: name, mode },
+            Some(Location::caller()),
+            None,
+            move |locks| {
+                if let Some(i) = locks
+                    .iter()
+                    .rposition(|held| held.lock == removed && held.mode == mode)
+                {
+                    locks.remove(i);
+                }
+            },
+        );
+    }
+
+    /// The `raceway-clock` value a server returns: this span's final clock.
+    pub fn response_clock_header(&self) -> String {
+        ClockPayload {
+            trace_id: self.inner.trace_id.to_uuid(),
+            span_id: self.inner.span_id,
+            parent_span_id: self.inner.parent_span_id,
+            service: self.inner.raceway.service_name().to_owned(),
+            instance: self.inner.raceway.instance_id().to_owned(),
+            clock: self.clock(),
+            flags: if self.inner.partial {
+                vec!["partial".to_owned()]
+            } else {
+                Vec::new()
+            },
+        }
+        .encode()
+    }
+
+    /// Starts an outbound call: a fresh child span id, a tick, and an `outbound_call` event. Inject its headers
+    /// with [`OutboundCall::inject`] and close it with [`OutboundCall::finish`].
+    #[track_caller]
+    pub fn start_outbound(
+        &self,
+        protocol: &str,
+        method: Option<String>,
+        url: Option<String>,
+    ) -> OutboundCall {
+        let child_span_id = SpanId::random();
+        self.record_at(
+            EventKind::OutboundCall {
+                child_span_id,
+                protocol: protocol.to_owned(),
+                method,
+                url,
+            },
+            Some(Location::caller()),
+            None,
+        );
+        OutboundCall {
+            ctx: self.clone(),
+            child_span_id,
+            clock: self.clock(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// An outbound call in flight (see [`Context::start_outbound`]).
+#[derive(Debug)]
+pub struct OutboundCall {
+    ctx: Context,
+    child_span_id: SpanId,
+    clock: VectorClock,
+    started: Instant,
+}
+
+impl OutboundCall {
+    /// The span id sent as the `traceparent` parent-id.
+    pub fn child_span_id(&self) -> SpanId {
+        self.child_span_id
+    }
+
+    /// The context the call was made from.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Writes `traceparent`, `tracestate` and `raceway-clock` into `carrier` (nothing when propagation is off).
+    pub fn inject<I: Injector + ?Sized>(&self, carrier: &mut I) {
+        let span = &*self.ctx.inner;
+        let raceway = &span.raceway;
+        if !raceway.propagation_enabled() {
+            return;
+        }
+        let traceparent = TraceParent {
+            trace_id: span.trace_id,
+            parent_id: self.child_span_id,
+            flags: span.flags,
+        }
+        .to_header();
+        carrier.set(TRACEPARENT, &traceparent);
+        let child_hex = self.child_span_id.to_hex();
+        let entry = raceway
+            .inner
+            .tracestate_entry
+            .then(|| std::str::from_utf8(&child_hex).unwrap_or_default());
+        match span.tracestate.header_with_entry(entry) {
+            Some(tracestate) => carrier.set(TRACESTATE, tracestate.as_bytes()),
+            None => carrier.remove(TRACESTATE),
+        }
+        let clock = ClockPayload {
+            trace_id: span.trace_id.to_uuid(),
+            span_id: self.child_span_id,
+            parent_span_id: Some(span.span_id),
+            service: raceway.service_name().to_owned(),
+            instance: raceway.instance_id().to_owned(),
+            clock: self.clock.clone(),
+            flags: Vec::new(),
+        }
+        .encode();
+        carrier.set(RACEWAY_CLOCK, clock.as_bytes());
+        if raceway.propagation_headers_debug() {
+            tracing::debug!(
+                traceparent = %String::from_utf8_lossy(&traceparent),
+                raceway_clock = %clock,
+                "raceway: sent propagation headers"
+            );
+        }
+    }
+
+    /// Closes the call: merges the callee's response clock (if any) and records `outbound_response`.
+    pub fn finish<E: Extractor + ?Sized>(
+        self,
+        status: Option<u16>,
+        error: Option<String>,
+        response_headers: Option<&E>,
+    ) {
+        let mut callee = None;
+        if let Some(headers) = response_headers {
+            let mut values = headers.get_all(RACEWAY_CLOCK);
+            if let (Some(value), None) = (values.next(), values.next()) {
+                if let Ok(payload) = ClockPayload::decode(value) {
+                    self.ctx.merge_clock(&payload.clock);
+                    callee = Some(Callee {
+                        trace_id: payload.trace_id,
+                        span_id: payload.span_id,
+                        service: Some(payload.service),
+                        instance: Some(payload.instance),
+                    });
+                }
+            }
+        }
+        self.ctx.record_at(
+            EventKind::OutboundResponse {
+                child_span_id: self.child_span_id,
+                status: status.map(i64::from),
+                error,
+                callee,
+            },
+            None,
+            Some(self.started.elapsed()),
+        );
+    }
+}
