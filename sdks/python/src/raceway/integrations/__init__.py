@@ -1,0 +1,1 @@
+"""Framework and HTTP-client integrations (each needs its optional extra)."""
