@@ -36,7 +36,9 @@ fn payload(components: usize) -> ClockPayload {
         parent_span_id: Some(SpanId::random()),
         service: "checkout".into(),
         instance: "checkout-7c9f-1".into(),
-        clock: VectorClock::from_pairs((0..components).map(|i| (format!("service-{i}#instance-{i}"), 17 * i as u64 + 3))),
+        clock: VectorClock::from_pairs(
+            (0..components).map(|i| (format!("service-{i}#instance-{i}"), 17 * i as u64 + 3)),
+        ),
         flags: vec![],
     }
 }
@@ -44,10 +46,16 @@ fn payload(components: usize) -> ClockPayload {
 fn w3c(c: &mut Criterion) {
     let otel = TraceContextPropagator::new();
     for with_ts in [false, true] {
-        let label = if with_ts { "traceparent+tracestate" } else { "traceparent" };
+        let label = if with_ts {
+            "traceparent+tracestate"
+        } else {
+            "traceparent"
+        };
         let input = headers(with_ts);
         let mut group = c.benchmark_group(format!("w3c/{label}"));
-        group.bench_function("raceway/extract", |b| b.iter(|| black_box(extract(black_box(&input)))));
+        group.bench_function("raceway/extract", |b| {
+            b.iter(|| black_box(extract(black_box(&input))))
+        });
         group.bench_function("otel/extract", |b| {
             b.iter(|| black_box(otel.extract(&HeaderExtractor(black_box(&input)))))
         });
@@ -55,9 +63,15 @@ fn w3c(c: &mut Criterion) {
             b.iter(|| {
                 let got = extract(black_box(&input));
                 let tp = got.traceparent.unwrap();
-                let out_tp = TraceParent { parent_id: SpanId::random(), ..tp };
+                let out_tp = TraceParent {
+                    parent_id: SpanId::random(),
+                    ..tp
+                };
                 let mut out = HeaderMap::new();
-                out.insert("traceparent", HeaderValue::from_bytes(&out_tp.to_header()).unwrap());
+                out.insert(
+                    "traceparent",
+                    HeaderValue::from_bytes(&out_tp.to_header()).unwrap(),
+                );
                 if let Some(ts) = got.tracestate.header_with_entry(None) {
                     out.insert("tracestate", HeaderValue::from_str(&ts).unwrap());
                 }
@@ -95,7 +109,9 @@ fn clock(c: &mut Criterion) {
     for n in [1usize, 4, 16, 64] {
         let p = payload(n);
         let header = p.encode();
-        group.bench_with_input(BenchmarkId::new("encode", n), &p, |b, p| b.iter(|| black_box(p.encode())));
+        group.bench_with_input(BenchmarkId::new("encode", n), &p, |b, p| {
+            b.iter(|| black_box(p.encode()))
+        });
         group.bench_with_input(BenchmarkId::new("decode", n), &header, |b, h| {
             b.iter(|| black_box(ClockPayload::decode(h.as_bytes()).unwrap()))
         });
@@ -105,33 +121,61 @@ fn clock(c: &mut Criterion) {
 
 fn hop(c: &mut Criterion) {
     // A full hop: extract all three headers, open the server span, make one outbound call and inject its headers.
-    let raceway = Raceway::builder().service_name("checkout").instance_id("i1").ignore_env().build().unwrap();
-    let upstream = Raceway::builder().service_name("gateway").instance_id("g1").ignore_env().build().unwrap();
+    let raceway = Raceway::builder()
+        .service_name("checkout")
+        .instance_id("i1")
+        .ignore_env()
+        .build()
+        .unwrap();
+    let upstream = Raceway::builder()
+        .service_name("gateway")
+        .instance_id("g1")
+        .ignore_env()
+        .build()
+        .unwrap();
     let root = upstream.new_trace("req");
     root.merge_clock(&payload(3).clock);
     let call = root.start_outbound("http", None, None);
     let mut incoming = headers(true);
     call.inject(&mut incoming);
     assert_eq!(extract(&incoming).clock.unwrap().clock.len(), 4);
-    c.bench_function("hop/full (traceparent+tracestate+raceway-clock, 4 components)", |b| {
-        b.iter(|| {
-            let got = raceway.extract(black_box(&incoming));
-            let ctx = raceway.server_span(&got, ServerRequest { operation: "POST /checkout".into(), http: None });
-            let call = ctx.start_outbound("http", None, None);
-            let mut out = HeaderMap::new();
-            call.inject(&mut out);
-            black_box(out)
-        })
-    });
+    c.bench_function(
+        "hop/full (traceparent+tracestate+raceway-clock, 4 components)",
+        |b| {
+            b.iter(|| {
+                let got = raceway.extract(black_box(&incoming));
+                let ctx = raceway.server_span(
+                    &got,
+                    ServerRequest {
+                        operation: "POST /checkout".into(),
+                        http: None,
+                    },
+                );
+                let call = ctx.start_outbound("http", None, None);
+                let mut out = HeaderMap::new();
+                call.inject(&mut out);
+                black_box(out)
+            })
+        },
+    );
 }
 
 fn capture(c: &mut Criterion) {
     let recorder = raceway::EventRecorder::new();
-    let recording = Raceway::builder().service_name("svc").ignore_env().record_to(recorder.clone()).build().unwrap();
+    let recording = Raceway::builder()
+        .service_name("svc")
+        .ignore_env()
+        .record_to(recorder.clone())
+        .build()
+        .unwrap();
     let ctx = recording.new_trace("bench");
     let mut group = c.benchmark_group("capture");
     group.bench_function("track_write/propagation-only", |b| {
-        let raceway = Raceway::builder().service_name("svc").ignore_env().build().unwrap();
+        let raceway = Raceway::builder()
+            .service_name("svc")
+            .ignore_env()
+            .build()
+            .unwrap();
         let ctx = raceway.new_trace("bench");
         ctx.in_scope(|| b.iter(|| raceway::track_write("account:42", 1)))
     });
@@ -145,7 +189,11 @@ fn capture(c: &mut Criterion) {
     });
     // Into the real exporter queue. The endpoint is a closed local port, so the exporter thread drains the queue by
     // failing fast; the queue is large enough that the measured path is a successful enqueue.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let exporting = Raceway::builder()
         .service_name("svc")
         .ignore_env()
@@ -161,12 +209,19 @@ fn capture(c: &mut Criterion) {
     });
     group.finish();
     let stats = exporting.stats();
-    eprintln!("exporter queue: captured {} dropped {}", stats.events_captured, stats.events_dropped);
+    eprintln!(
+        "exporter queue: captured {} dropped {}",
+        stats.events_captured, stats.events_dropped
+    );
 }
 
 fn ids(c: &mut Criterion) {
-    c.bench_function("ids/new span id", |b| b.iter(|| black_box(SpanId::random())));
-    c.bench_function("ids/new trace id", |b| b.iter(|| black_box(TraceId::random())));
+    c.bench_function("ids/new span id", |b| {
+        b.iter(|| black_box(SpanId::random()))
+    });
+    c.bench_function("ids/new trace id", |b| {
+        b.iter(|| black_box(TraceId::random()))
+    });
 }
 
 criterion_group! {

@@ -161,11 +161,24 @@ struct WirePayloadRef<'a> {
     flags: &'a [String],
 }
 
-thread_local! {
-    // Contexts are expensive to create (~100 KiB each); one per thread serves every header.
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+/// Per-thread zstd contexts and scratch buffers: contexts are expensive to create (~100 KiB each) and the
+/// buffers would otherwise be allocated for every header.
+struct Codec {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    json: Vec<u8>,
+    frame: Vec<u8>,
 }
+
+thread_local! {
+    static CODEC: RefCell<Codec> = const {
+        RefCell::new(Codec { compressor: None, decompressor: None, json: Vec::new(), frame: Vec::new() })
+    };
+}
+
+/// Compression level of encoded clocks. Negative levels store literals raw: for payloads of a few hundred bytes
+/// that costs a few percent of size and saves building and reading Huffman tables on both sides of every call.
+const COMPRESSION_LEVEL: i32 = -1;
 
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
@@ -199,16 +212,20 @@ fn parse_span(s: &str) -> Result<SpanId, ClockError> {
     s.parse().map_err(|_| ClockError::Malformed)
 }
 
-fn decompress(bytes: &[u8]) -> Result<Vec<u8>, ClockError> {
-    DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new().map_err(|_| ClockError::Malformed)?);
+fn decompress_and_parse(bytes: &[u8]) -> Result<ClockPayload, ClockError> {
+    CODEC.with(|cell| {
+        let mut codec = cell.borrow_mut();
+        let codec = &mut *codec;
+        if codec.decompressor.is_none() {
+            codec.decompressor =
+                Some(zstd::bulk::Decompressor::new().map_err(|_| ClockError::Malformed)?);
         }
-        let decompressor = slot.as_mut().ok_or(ClockError::Malformed)?;
+        let decompressor = codec.decompressor.as_mut().ok_or(ClockError::Malformed)?;
+        codec.json.clear();
+        codec.json.reserve(MAX_DECOMPRESSED_BYTES);
         // Single-pass decoding into a bounded buffer: no window allocation, work bounded by the output limit.
         decompressor
-            .decompress(bytes, MAX_DECOMPRESSED_BYTES)
+            .decompress_to_buffer(bytes, &mut codec.json)
             .map_err(|e| {
                 let msg = e.to_string();
                 if msg.contains("too small") || msg.contains("too much memory") {
@@ -216,7 +233,11 @@ fn decompress(bytes: &[u8]) -> Result<Vec<u8>, ClockError> {
                 } else {
                     ClockError::Malformed
                 }
-            })
+            })?;
+        if codec.json.len() > MAX_DECOMPRESSED_BYTES {
+            return Err(ClockError::TooLarge);
+        }
+        ClockPayload::from_json(&codec.json)
     })
 }
 
@@ -242,14 +263,13 @@ impl ClockPayload {
         let raw = URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| ClockError::Malformed)?;
-        let json: Cow<'_, [u8]> = if raw.starts_with(&ZSTD_MAGIC) {
-            Cow::Owned(decompress(&raw)?)
+        if raw.starts_with(&ZSTD_MAGIC) {
+            decompress_and_parse(&raw)
         } else if raw.first() == Some(&b'{') {
-            Cow::Borrowed(&raw[..])
+            Self::from_json(&raw)
         } else {
-            return Err(ClockError::Malformed);
-        };
-        Self::from_json(&json)
+            Err(ClockError::Malformed)
+        }
     }
 
     fn from_json(json: &[u8]) -> Result<Self, ClockError> {
@@ -286,9 +306,8 @@ impl ClockPayload {
         })
     }
 
-    /// The payload's JSON text.
-    pub fn to_json(&self) -> Vec<u8> {
-        let wire = WirePayloadRef {
+    fn wire(&self) -> WirePayloadRef<'_> {
+        WirePayloadRef {
             trace_id: &self.trace_id,
             span_id: &self.span_id,
             parent_span_id: &self.parent_span_id,
@@ -296,26 +315,44 @@ impl ClockPayload {
             instance: &self.instance,
             clock: &self.clock,
             flags: &self.flags,
-        };
-        serde_json::to_vec(&wire).unwrap_or_default()
+        }
+    }
+
+    /// The payload's JSON text.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.wire()).unwrap_or_default()
     }
 
     /// Encodes the header value: `v1;` + base64url-nopad(zstd(JSON)).
     pub fn encode(&self) -> String {
-        let json = self.to_json();
-        let compressed = COMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = zstd::bulk::Compressor::new(1).ok();
+        CODEC.with(|cell| {
+            let mut codec = cell.borrow_mut();
+            let codec = &mut *codec;
+            codec.json.clear();
+            // Serialising into a Vec cannot fail for these types.
+            let _ = serde_json::to_writer(&mut codec.json, &self.wire());
+            if codec.compressor.is_none() {
+                codec.compressor = zstd::bulk::Compressor::new(COMPRESSION_LEVEL).ok();
             }
-            slot.as_mut().and_then(|c| c.compress(&json).ok())
-        });
-        // Compression cannot fail for in-memory input; fall back to the plain-JSON form decoders also accept.
-        let bytes = compressed.unwrap_or(json);
-        let mut out = String::with_capacity(3 + bytes.len() * 4 / 3 + 4);
-        out.push_str("v1;");
-        URL_SAFE_NO_PAD.encode_string(&bytes, &mut out);
-        out
+            codec.frame.clear();
+            codec
+                .frame
+                .reserve(zstd::zstd_safe::compress_bound(codec.json.len()));
+            let compressed = codec
+                .compressor
+                .as_mut()
+                .is_some_and(|c| c.compress_to_buffer(&codec.json, &mut codec.frame).is_ok());
+            // Compression cannot fail for in-memory input; fall back to the plain-JSON form decoders also accept.
+            let bytes = if compressed {
+                &codec.frame
+            } else {
+                &codec.json
+            };
+            let mut out = String::with_capacity(3 + bytes.len().div_ceil(3) * 4);
+            out.push_str("v1;");
+            URL_SAFE_NO_PAD.encode_string(bytes, &mut out);
+            out
+        })
     }
 }
 

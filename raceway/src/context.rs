@@ -45,6 +45,8 @@ struct SpanContext {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
+    /// The `traceparent` parent-id this span was opened with (differs from `parent_span_id` when reparented).
+    received_parent_id: Option<SpanId>,
     operation: Arc<str>,
     flags: TraceFlags,
     tracestate: Arc<TraceState>,
@@ -118,10 +120,11 @@ impl Raceway {
                 self.inner.clock_ttl,
             );
         }
+        let received_parent = extracted.traceparent.map(|tp| tp.parent_id);
         let ctx = Context::root(
             self,
             trace_id,
-            parent,
+            (parent, received_parent),
             flags,
             tracestate,
             request.operation.clone(),
@@ -162,7 +165,7 @@ impl Raceway {
         let ctx = Context::root(
             self,
             TraceId::random(),
-            None,
+            (None, None),
             TraceFlags::new(0x03),
             TraceState::new(),
             operation.clone(),
@@ -187,6 +190,36 @@ fn lock_state(thread: &LogicalThread) -> MutexGuard<'_, ThreadState> {
     thread.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+enum EventLocation<'a> {
+    Caller(Option<&'a Location<'a>>),
+    Text(Option<String>),
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Applies the spec/EVENTS.md tag limits: at most 64 entries, keys at most 256 bytes, values at most 4096.
+fn bound_tags(tags: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    if tags.len() <= 64 && tags.iter().all(|(k, v)| k.len() <= 256 && v.len() <= 4096) {
+        return tags;
+    }
+    tags.into_iter()
+        .take(64)
+        .map(|(mut k, mut v)| {
+            truncate_utf8(&mut k, 256);
+            truncate_utf8(&mut v, 4096);
+            (k, v)
+        })
+        .collect()
+}
+
 fn location_text(location: &Location<'_>) -> String {
     format!(
         "{}:{}:{}",
@@ -201,7 +234,7 @@ impl Context {
     fn root(
         raceway: &Raceway,
         trace_id: TraceId,
-        parent_span_id: Option<SpanId>,
+        (parent_span_id, received_parent_id): (Option<SpanId>, Option<SpanId>),
         flags: TraceFlags,
         tracestate: TraceState,
         operation: String,
@@ -216,6 +249,7 @@ impl Context {
                 trace_id,
                 span_id,
                 parent_span_id,
+                received_parent_id,
                 operation: operation.into(),
                 flags,
                 tracestate: Arc::new(tracestate),
@@ -319,11 +353,56 @@ impl Context {
         self.record_with(kind, location, duration, |_| {});
     }
 
+    /// Records an event with a location given as text (`file:line[:column]`, e.g. from `tracing` metadata),
+    /// an optional duration and free-form tags (spec/EVENTS.md limits: at most 64 tags; longer keys and values
+    /// are truncated, extra tags dropped).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// let recorder = raceway::EventRecorder::new();
+    /// let raceway = raceway::Raceway::builder().service_name("svc").record_to(recorder.clone()).build().unwrap();
+    /// let ctx = raceway.new_trace("job");
+    /// let tags: BTreeMap<String, String> = (0..100).map(|i| (format!("k{i:03}"), "v".repeat(5000))).collect();
+    /// let kind = raceway::EventKind::Custom { name: "cache miss".into(), data: None };
+    /// ctx.record_detailed(kind, Some("src/cache.rs:12".into()), None, tags);
+    /// let event = recorder.events().pop().unwrap();
+    /// assert_eq!(event.location.as_deref(), Some("src/cache.rs:12"));
+    /// assert_eq!(event.tags.len(), 64);
+    /// assert!(event.tags.values().all(|v| v.len() == 4096));
+    /// event.validate().unwrap();
+    /// ```
+    pub fn record_detailed(
+        &self,
+        kind: EventKind,
+        location: Option<String>,
+        duration: Option<Duration>,
+        tags: BTreeMap<String, String>,
+    ) {
+        self.record_inner(kind, EventLocation::Text(location), duration, tags, |_| {});
+    }
+
     fn record_with(
         &self,
         kind: EventKind,
         location: Option<&Location<'_>>,
         duration: Option<Duration>,
+        update_locks: impl FnOnce(&mut Vec<HeldLock>),
+    ) {
+        self.record_inner(
+            kind,
+            EventLocation::Caller(location),
+            duration,
+            BTreeMap::new(),
+            update_locks,
+        );
+    }
+
+    fn record_inner(
+        &self,
+        kind: EventKind,
+        location: EventLocation<'_>,
+        duration: Option<Duration>,
+        tags: BTreeMap<String, String>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
     ) {
         let span = &*self.inner;
@@ -350,8 +429,14 @@ impl Context {
                 .map(|d| d.as_nanos().min(crate::vector_clock::MAX_COUNTER as u128) as u64),
             vector_clock: state.clock.clone(),
             locks_held: state.locks.clone(),
-            location: location.map(location_text),
-            tags: BTreeMap::new(),
+            location: match location {
+                EventLocation::Caller(location) => location.map(location_text),
+                EventLocation::Text(text) => text.map(|mut t| {
+                    truncate_utf8(&mut t, 1024);
+                    t
+                }),
+            },
+            tags: bound_tags(tags),
             kind,
         };
         update_locks(&mut state.locks);
@@ -378,6 +463,31 @@ impl Context {
 
     /// Opens a child span on the same logical thread (e.g. for a `tracing` span) and records its `span_start`.
     pub fn child_span(&self, operation: impl Into<String>, kind: SpanKind) -> Context {
+        self.child_span_detailed(operation, kind, None, BTreeMap::new())
+    }
+
+    /// Like [`Context::child_span`], with a text location and tags on the `span_start` event (see
+    /// [`Context::record_detailed`]).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// let recorder = raceway::EventRecorder::new();
+    /// let raceway = raceway::Raceway::builder().service_name("svc").record_to(recorder.clone()).build().unwrap();
+    /// let root = raceway.new_trace("job");
+    /// let tags = BTreeMap::from([("user".to_owned(), "42".to_owned())]);
+    /// let child = root.child_span_detailed("load", raceway::SpanKind::Internal, Some("src/lib.rs:7".into()), tags);
+    /// let start = recorder.events().pop().unwrap();
+    /// assert_eq!(start.span_id, child.span_id());
+    /// assert_eq!(start.tags["user"], "42");
+    /// assert_eq!(start.location.as_deref(), Some("src/lib.rs:7"));
+    /// ```
+    pub fn child_span_detailed(
+        &self,
+        operation: impl Into<String>,
+        kind: SpanKind,
+        location: Option<String>,
+        tags: BTreeMap<String, String>,
+    ) -> Context {
         let operation: String = operation.into();
         let child = Context {
             inner: Arc::new(SpanContext {
@@ -385,6 +495,7 @@ impl Context {
                 trace_id: self.inner.trace_id,
                 span_id: SpanId::random(),
                 parent_span_id: Some(self.inner.span_id),
+                received_parent_id: None,
                 operation: operation.as_str().into(),
                 flags: self.inner.flags,
                 tracestate: Arc::clone(&self.inner.tracestate),
@@ -392,15 +503,16 @@ impl Context {
                 thread: Arc::clone(&self.inner.thread),
             }),
         };
-        child.record_at(
+        child.record_detailed(
             EventKind::SpanStart {
                 operation,
                 span_kind: kind,
                 http: None,
                 upstream: None,
             },
+            location,
             None,
-            None,
+            tags,
         );
         child
     }
@@ -435,6 +547,7 @@ impl Context {
                 trace_id: self.inner.trace_id,
                 span_id: self.inner.span_id,
                 parent_span_id: self.inner.parent_span_id,
+                received_parent_id: self.inner.received_parent_id,
                 operation: Arc::clone(&self.inner.operation),
                 flags: self.inner.flags,
                 tracestate: Arc::clone(&self.inner.tracestate),
@@ -513,7 +626,8 @@ impl Context {
         ClockPayload {
             trace_id: self.inner.trace_id.to_uuid(),
             span_id: self.inner.span_id,
-            parent_span_id: self.inner.parent_span_id,
+            // spec/PROPAGATION.md §3.7: the received parent-id, even when an intermediary re-parented the call.
+            parent_span_id: self.inner.received_parent_id.or(self.inner.parent_span_id),
             service: self.inner.raceway.service_name().to_owned(),
             instance: self.inner.raceway.instance_id().to_owned(),
             clock: self.clock(),

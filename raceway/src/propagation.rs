@@ -22,23 +22,46 @@ pub trait Injector {
     fn remove(&mut self, name: &'static str);
 }
 
+// Pre-built names: a lookup by `HeaderName` skips parsing and lowercasing the name on every request.
+static TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+static TRACESTATE_NAME: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
+static RACEWAY_CLOCK_NAME: http::HeaderName = http::HeaderName::from_static(RACEWAY_CLOCK);
+
+fn known_name(name: &str) -> Option<&'static http::HeaderName> {
+    match name {
+        TRACEPARENT => Some(&TRACEPARENT_NAME),
+        TRACESTATE => Some(&TRACESTATE_NAME),
+        RACEWAY_CLOCK => Some(&RACEWAY_CLOCK_NAME),
+        _ => None,
+    }
+}
+
 impl Extractor for http::HeaderMap {
     fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        http::HeaderMap::get_all(self, name)
-            .iter()
-            .map(http::HeaderValue::as_bytes)
+        match known_name(name) {
+            Some(known) => http::HeaderMap::get_all(self, known),
+            None => http::HeaderMap::get_all(self, name),
+        }
+        .iter()
+        .map(http::HeaderValue::as_bytes)
     }
 }
 
 impl Injector for http::HeaderMap {
     fn set(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = http::HeaderValue::from_bytes(value) {
-            self.insert(http::HeaderName::from_static(name), value);
+            match known_name(name) {
+                Some(known) => self.insert(known.clone(), value),
+                None => self.insert(http::HeaderName::from_static(name), value),
+            };
         }
     }
 
     fn remove(&mut self, name: &'static str) {
-        http::HeaderMap::remove(self, name);
+        match known_name(name) {
+            Some(known) => http::HeaderMap::remove(self, known),
+            None => http::HeaderMap::remove(self, name),
+        };
     }
 }
 

@@ -365,3 +365,43 @@ fn clock_is_bounded_when_merging_many_components() {
     assert_eq!(clock.get("svc#".to_owned().as_str()), 0);
     assert_eq!(clock.get(raceway.clock_key()), 1, "own component kept");
 }
+
+#[test]
+fn reparented_call_links_to_the_clock_span_and_answers_with_the_received_parent() {
+    let (caller, _) = recording("caller");
+    let (callee, _) = recording("callee");
+    let call = caller.new_trace("job").start_outbound("http", None, None);
+    let mut headers = HeaderMap::new();
+    call.inject(&mut headers);
+    // An intermediary re-parents traceparent but forwards raceway-clock unchanged.
+    let tp = TraceParent::parse(headers["traceparent"].as_bytes()).unwrap();
+    let proxy_span = raceway::SpanId::random();
+    let rewritten = TraceParent {
+        parent_id: proxy_span,
+        ..tp
+    };
+    headers.insert(
+        "traceparent",
+        http::HeaderValue::from_bytes(&rewritten.to_header()).unwrap(),
+    );
+    let extracted = callee.extract(&headers);
+    assert_eq!(extracted.clock_status, ClockStatus::Reparented);
+    let server = callee.server_span(
+        &extracted,
+        ServerRequest {
+            operation: "op".into(),
+            http: None,
+        },
+    );
+    assert_eq!(
+        server.parent_span_id(),
+        Some(call.child_span_id()),
+        "linked to the Raceway caller's call"
+    );
+    let payload = ClockPayload::decode(server.response_clock_header().as_bytes()).unwrap();
+    assert_eq!(
+        payload.parent_span_id,
+        Some(proxy_span),
+        "answers with the received parent-id"
+    );
+}

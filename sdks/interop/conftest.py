@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-LANGUAGES = ["typescript", "python", "go", "rust"]
+LANGUAGES = os.environ.get("INTEROP_LANGUAGES", "typescript,python,go,rust").split(",")
 
 
 def free_port() -> int:

@@ -24,8 +24,10 @@ export INTEROP_PYTHON_CMD="$VENV/bin/python interop/server.py" INTEROP_PYTHON_CW
 export INTEROP_GO_CMD="$STATE/go-interop-server"
 
 # Rust.
-cargo build --quiet -p example-interop-rust --manifest-path "$ROOT/Cargo.toml"
-export INTEROP_RUST_CMD="$CARGO_TARGET_DIR/debug/example-interop-rust"
+if [[ ,${INTEROP_LANGUAGES:-rust}, == *,rust,* ]]; then
+  cargo build --quiet -p example-interop-rust --manifest-path "$ROOT/Cargo.toml"
+  export INTEROP_RUST_CMD="$CARGO_TARGET_DIR/debug/example-interop-rust"
+fi
 
 cd "$HERE"
 status=0
