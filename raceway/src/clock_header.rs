@@ -116,6 +116,22 @@ impl From<ClockError> for ClockStatus {
 }
 
 impl ClockStatus {
+    /// The status name in the spec (`ok`, `absent`, `malformed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockStatus::Ok => "ok",
+            ClockStatus::Reparented => "reparented",
+            ClockStatus::Conflict => "conflict",
+            ClockStatus::Absent => "absent",
+            ClockStatus::Ignored => "ignored",
+            ClockStatus::TooLong => "too_long",
+            ClockStatus::UnsupportedVersion => "unsupported_version",
+            ClockStatus::Malformed => "malformed",
+            ClockStatus::TooLarge => "too_large",
+            ClockStatus::TooManyComponents => "too_many_components",
+        }
+    }
+
     /// `true` when the clock was merged.
     pub fn is_merged(self) -> bool {
         matches!(self, ClockStatus::Ok | ClockStatus::Reparented)

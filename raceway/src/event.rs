@@ -154,6 +154,17 @@ pub enum TraceparentStatus {
     Invalid,
 }
 
+impl TraceparentStatus {
+    /// The status name on the wire (`valid`, `absent`, `invalid`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceparentStatus::Valid => "valid",
+            TraceparentStatus::Absent => "absent",
+            TraceparentStatus::Invalid => "invalid",
+        }
+    }
+}
+
 /// What the server received from upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {

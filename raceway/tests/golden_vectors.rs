@@ -210,3 +210,25 @@ fn vector_clock_vectors() {
         }
     }
 }
+
+#[test]
+fn status_names_match_their_serialised_form() {
+    use raceway::ClockStatus::*;
+    for status in [
+        Ok,
+        Reparented,
+        Conflict,
+        Absent,
+        Ignored,
+        TooLong,
+        UnsupportedVersion,
+        Malformed,
+        TooLarge,
+        TooManyComponents,
+    ] {
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            json!(status.as_str())
+        );
+    }
+}

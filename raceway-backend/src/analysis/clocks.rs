@@ -1,0 +1,222 @@
+//! Cross-check of the wire vector clocks against the explicit edges (clock conflicts).
+//!
+//! Wire clocks have one component per **service instance** (`service#instance`), not per logical thread,
+//! and every logical thread carries its own copy (forked on spawn). So two concurrent tasks of one
+//! instance legitimately tick the same component to equal or interleaved values, lock hand-offs never
+//! travel in clocks, and a response clock is taken just *before* the callee's `span_end` tick. Only
+//! orders that the SDK semantics (spec/PROPAGATION.md §4) make impossible are reported:
+//!
+//! **Clock-carrying edges** (the receiving event's clock is derived from the sender's): program order
+//! (consecutive `seq`), fork (`async_spawn` → child's first event), join (child's last event →
+//! `async_await`, when the SDK merges the child clock), call (`outbound_call` → server `span_start` when
+//! its `upstream.clock` status is `ok`/`reparented`), response (callee `span_end` → `outbound_response`
+//! carrying a `callee`).
+//!
+//! 1. **Inversion** (`edges_say: before`, `clocks_say: after|concurrent`). For a program-order, fork or
+//!    merged-call edge `A → B`, B's clock is `tick(merge(A's clock, …))`, so every component present in both
+//!    must satisfy `B[k] ≥ A[k]`. A component with `0 < B[k] < A[k]` means the wire clocks say B is not after
+//!    A while the edge says it is. (Absent components are not compared: SDKs may drop components, §3.3.)
+//! 2. **Unsupported order** (`edges_say: unsupported`, `clocks_say: before`). An event's clock can only
+//!    learn a foreign component through its clock-carrying predecessors, so for every component `k` other
+//!    than the event's own instance, `B[k] ≤ max over those predecessors P of P[k]`. A larger value means
+//!    the wire clock claims B is after some event of instance `k` (reported as the first event: the
+//!    earliest event of that instance whose own counter reaches `B[k]`, when it is in the trace) that no
+//!    recorded edge connects to B: an unrecorded causal channel or forged/corrupt clocks. The check runs
+//!    only when all the event's expected predecessors were received (no seq gap, the caller's call event
+//!    present for a merged server start, the callee's `span_end` present for a response with `callee`).
+//!
+//! At most [`MAX_CONFLICTS`] conflicts are reported (warning `clock_conflicts_truncated` beyond).
+
+use raceway::{CausalOrder, Event, EventKind};
+
+use super::fxhash::FxMap;
+use super::graph::{EdgeKind, Graph};
+use super::model::ClockConflict;
+use super::warnings::Warnings;
+
+/// Maximum conflicts reported per trace.
+pub const MAX_CONFLICTS: usize = 1_000;
+
+fn is_own_key(key: &str, e: &Event) -> bool {
+    let (s, i) = (&*e.service, &*e.instance);
+    key.len() == s.len() + 1 + i.len()
+        && key.starts_with(s)
+        && key.as_bytes()[s.len()] == b'#'
+        && key.ends_with(i)
+}
+
+fn merged_start(e: &Event) -> Option<bool> {
+    match &e.kind {
+        EventKind::SpanStart { upstream, .. } => {
+            Some(upstream.is_some_and(|u| u.clock.is_merged()))
+        }
+        _ => None,
+    }
+}
+
+fn order_name(o: CausalOrder) -> &'static str {
+    match o {
+        CausalOrder::Before => "before",
+        CausalOrder::After => "after",
+        CausalOrder::Equal => "equal",
+        CausalOrder::Concurrent => "concurrent",
+    }
+}
+
+/// Finds the clock conflicts of a graph.
+pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
+    let mut out: Vec<ClockConflict> = Vec::new();
+    let mut total = 0usize;
+    let mut instance_index: Option<FxMap<String, Vec<(u64, u32)>>> = None;
+    // (pred, derived) : derived = the edge may be checked for inversion.
+    let mut preds: Vec<(u32, bool)> = Vec::with_capacity(4);
+    for v in 0..g.events.len() {
+        let b = g.events[v];
+        preds.clear();
+        let mut complete = true;
+        if g.pos[v] > 0 {
+            let p = g.events[v - 1];
+            if p.seq + 1 == b.seq {
+                preds.push(((v - 1) as u32, true));
+            } else {
+                complete = false;
+            }
+        } else if b.seq > 0 {
+            complete = false;
+        }
+        let mut has_call = false;
+        let mut has_response = false;
+        for k in g.in_off[v]..g.in_off[v + 1] {
+            let ei = g.in_edges[k as usize] as usize;
+            if g.dropped[ei] {
+                continue;
+            }
+            let e = &g.edges[ei];
+            match e.kind {
+                EdgeKind::Spawn => preds.push((e.from, true)),
+                EdgeKind::Join => preds.push((e.from, false)),
+                EdgeKind::Call => {
+                    has_call = true;
+                    if merged_start(b) == Some(true) {
+                        preds.push((e.from, true));
+                    }
+                }
+                EdgeKind::Response => {
+                    has_response = true;
+                    if matches!(
+                        b.kind,
+                        EventKind::OutboundResponse {
+                            callee: Some(_),
+                            ..
+                        }
+                    ) {
+                        preds.push((e.from, false));
+                    }
+                }
+                EdgeKind::Lock => {}
+            }
+        }
+        if merged_start(b) == Some(true) && !has_call {
+            complete = false;
+        }
+        if matches!(
+            b.kind,
+            EventKind::OutboundResponse {
+                callee: Some(_),
+                ..
+            }
+        ) && !has_response
+        {
+            complete = false;
+        }
+        // 1. Inversions.
+        for &(p, derived) in &preds {
+            if !derived {
+                continue;
+            }
+            let a = g.events[p as usize];
+            if let Some((key, x, y)) = a.vector_clock.iter().find_map(|(k, x)| {
+                let y = b.vector_clock.get(k);
+                (y > 0 && y < x).then_some((k, x, y))
+            }) {
+                total += 1;
+                if out.len() < MAX_CONFLICTS {
+                    out.push(ClockConflict {
+                        first_event: a.id,
+                        second_event: b.id,
+                        edges_say: "before".to_string(),
+                        clocks_say: order_name(a.vector_clock.compare(&b.vector_clock))
+                            .to_string(),
+                        detail: format!(
+                            "an explicit edge orders {} before {}, but clock component `{key}` went back from {x} to {y}",
+                            a.id, b.id
+                        ),
+                    });
+                }
+            }
+        }
+        // 2. Unsupported orders.
+        if !complete || preds.is_empty() {
+            continue;
+        }
+        let unsupported = b.vector_clock.iter().find_map(|(k, y)| {
+            if is_own_key(k, b) {
+                return None;
+            }
+            let best = preds
+                .iter()
+                .map(|&(p, _)| g.events[p as usize].vector_clock.get(k))
+                .max()
+                .unwrap_or(0);
+            (y > best).then_some((k, y, best))
+        });
+        if let Some((key, y, best)) = unsupported {
+            total += 1;
+            if out.len() >= MAX_CONFLICTS {
+                continue;
+            }
+            let index = instance_index.get_or_insert_with(|| build_instance_index(g));
+            let first = index.get(key).and_then(|list| {
+                let i = list.partition_point(|&(c, _)| c < y);
+                list.get(i).map(|&(_, e)| g.events[e as usize].id)
+            });
+            out.push(ClockConflict {
+                first_event: first.unwrap_or(b.id),
+                second_event: b.id,
+                edges_say: "unsupported".to_string(),
+                clocks_say: "before".to_string(),
+                detail: format!(
+                    "clock component `{key}` is {y} at {}, but its causal predecessors only knew {best}: the wire clock claims an order no recorded edge supports",
+                    b.id
+                ),
+            });
+        }
+    }
+    if total > out.len() {
+        w.push(
+            "clock_conflicts_truncated",
+            format!("{total} clock conflicts found, {} listed", out.len()),
+            None,
+        );
+    }
+    out
+}
+
+fn build_instance_index(g: &Graph<'_>) -> FxMap<String, Vec<(u64, u32)>> {
+    let mut by_pair: FxMap<(&str, &str), Vec<(u64, u32)>> = FxMap::default();
+    for (i, e) in g.events.iter().enumerate() {
+        let key = format!("{}#{}", e.service, e.instance);
+        let own = e.vector_clock.get(&key);
+        by_pair
+            .entry((&e.service, &e.instance))
+            .or_default()
+            .push((own, i as u32));
+    }
+    by_pair
+        .into_iter()
+        .map(|((s, i), mut list)| {
+            list.sort_unstable();
+            (format!("{s}#{i}"), list)
+        })
+        .collect()
+}

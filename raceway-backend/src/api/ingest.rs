@@ -1,0 +1,181 @@
+//! `POST /v1/events`.
+//!
+//! Order of checks: admission (429 when `ingest_concurrency + ingest_queue` batches are already in the
+//! server), body size (413 naming the limit), JSON shape (400), then each event on its own (deserialised from
+//! its own JSON text, then [`raceway::Event::validate`]): invalid ones are reported by index, the valid ones are
+//! stored in one transaction, and the answer is sent after the commit. A storage failure answers 503 with
+//! `Retry-After` (nothing of the batch was stored).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{error, overloaded, AppState};
+use crate::storage::IngestEvent;
+
+/// Largest event JSON (spec/EVENTS.md, limits).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// One rejected event.
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    /// Index in `events`.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// The 200 answer.
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    /// Newly stored.
+    pub accepted: u64,
+    /// Already stored before (or repeated in the batch).
+    pub duplicates: u64,
+    /// Rejected by index.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Splits a batch body into valid events and rejections (pure; the benchmark and tests use it too).
+pub fn parse_batch(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), String> {
+    let batch: RawBatch<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            format!("expected {{\"events\": [...]}}: {e}")
+        } else {
+            format!("malformed JSON: {e}")
+        }
+    })?;
+    let mut ok = Vec::with_capacity(batch.events.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in batch.events.into_iter().enumerate() {
+        let text = raw.get();
+        if text.len() > MAX_EVENT_BYTES {
+            rejected.push(Rejected {
+                index,
+                reason: format!(
+                    "event is {} bytes, the limit is {MAX_EVENT_BYTES}",
+                    text.len()
+                ),
+            });
+            continue;
+        }
+        match serde_json::from_str::<raceway::Event>(text) {
+            Err(e) => rejected.push(Rejected {
+                index,
+                reason: e.to_string(),
+            }),
+            Ok(event) => match event.validate() {
+                Err(e) => rejected.push(Rejected {
+                    index,
+                    reason: e.to_string(),
+                }),
+                Ok(()) => ok.push(IngestEvent {
+                    event: Arc::new(event),
+                    json: text.into(),
+                }),
+            },
+        }
+    }
+    Ok((ok, rejected))
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the limit of {limit} bytes; send smaller batches"),
+    )
+}
+
+/// The handler.
+pub async fn ingest(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let m = &st.metrics;
+    let Ok(_admitted) = st.admission.try_acquire() else {
+        m.overloaded.fetch_add(1, Relaxed);
+        return overloaded(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ingestion queue is full, retry later",
+        );
+    };
+    let limit = st.config.body_limit;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = e.to_string();
+            if msg.contains("length limit") {
+                return too_large(limit);
+            }
+            return error(StatusCode::BAD_REQUEST, format!("reading body: {msg}"));
+        }
+    };
+    m.queue_depth.fetch_add(1, Relaxed);
+    let permit = st.workers.acquire().await;
+    m.queue_depth.fetch_sub(1, Relaxed);
+    let Ok(_worker) = permit else {
+        return overloaded(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    m.inflight.fetch_add(1, Relaxed);
+    let resp = process(&st, &body).await;
+    m.inflight.fetch_sub(1, Relaxed);
+    m.observe_latency(started.elapsed());
+    resp
+}
+
+async fn process(st: &AppState, body: &[u8]) -> Response {
+    let m = &st.metrics;
+    let (events, rejected) = match parse_batch(body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    m.rejected.fetch_add(rejected.len() as u64, Relaxed);
+    let outcome = if events.is_empty() {
+        Default::default()
+    } else {
+        match st
+            .store
+            .ingest(&events, st.config.distributed_tracing)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "storing a batch failed");
+                m.storage_errors.fetch_add(1, Relaxed);
+                m.overloaded.fetch_add(1, Relaxed);
+                return overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("storage unavailable, nothing of this batch was stored: {e}"),
+                );
+            }
+        }
+    };
+    m.ingested.fetch_add(outcome.accepted, Relaxed);
+    m.duplicates.fetch_add(outcome.duplicates, Relaxed);
+    m.batches.fetch_add(1, Relaxed);
+    Json(IngestResponse {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+        rejected,
+    })
+    .into_response()
+}

@@ -1,0 +1,270 @@
+//! Storage: one [`Store`] trait, three implementations (memory, SQLite, Postgres) with the same semantics.
+//!
+//! Every store keeps, per batch and atomically for the durable ones (one transaction per batch):
+//! - the events, keyed by `(trace_id, span_id, event id)` (idempotent: a re-sent event is a duplicate);
+//! - a per-trace summary (`traces`: first/last timestamp, event count) and per-trace service counts;
+//! - when distributed tracing is enabled, the derived spans (`distributed_spans`) and cross-service call edges
+//!   (`distributed_edges`), merged field by field with what earlier batches brought (see [`derive`](mod@derive)).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use raceway::Event;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod derive;
+pub mod memory;
+pub mod postgres;
+pub mod sqlite;
+
+pub use derive::{EdgeRecord, SpanRecord};
+
+/// Storage error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Database failure.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migration failure.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result alias.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One validated event ready to store: the event and its JSON text (stored verbatim by the SQL stores).
+#[derive(Debug, Clone)]
+pub struct IngestEvent {
+    /// The parsed event (shared: the memory store keeps it without copying).
+    pub event: Arc<Event>,
+    /// Its JSON text.
+    pub json: Box<str>,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    /// Events stored for the first time.
+    pub accepted: u64,
+    /// Events already stored (same trace, span and event id), including repeats within the batch.
+    pub duplicates: u64,
+}
+
+/// A trace in the listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    /// Trace id.
+    pub trace_id: Uuid,
+    /// Earliest event timestamp, ns.
+    pub first_ns: i64,
+    /// Latest event timestamp, ns.
+    pub last_ns: i64,
+    /// Stored events.
+    pub event_count: u64,
+    /// Services seen, sorted.
+    pub services: Vec<String>,
+    /// Race count of the last analysis, if it covered `event_count` events.
+    pub race_count: Option<u64>,
+}
+
+/// Filters and paging of [`Store::list_traces`]. Traces are ordered newest first by `(first_ns, trace_id)`.
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    /// Only traces with an event from this service.
+    pub service: Option<String>,
+    /// Only traces whose last event is at or after this time (ns).
+    pub since_ns: Option<i64>,
+    /// Only traces with at least this many events.
+    pub min_events: Option<u64>,
+    /// Continue after this `(first_ns, trace_id)` (exclusive).
+    pub after: Option<(i64, Uuid)>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A service seen by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Service name.
+    pub name: String,
+    /// Traces it appears in.
+    pub trace_count: u64,
+    /// Its events.
+    pub event_count: u64,
+}
+
+/// The storage contract. All stores pass the same conformance suite (`tests/storage_conformance.rs`).
+pub trait Store: Send + Sync + 'static {
+    /// Human-readable kind (`memory`, `sqlite`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    /// Stores a batch: events (idempotently), trace summaries and, when `derive_spans`, spans and edges.
+    /// Durable stores return only after the batch's single transaction committed.
+    fn ingest<'a>(
+        &'a self,
+        events: &'a [IngestEvent],
+        derive_spans: bool,
+    ) -> BoxFuture<'a, StoreResult<IngestOutcome>>;
+
+    /// All events of the given traces (any order).
+    fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>>;
+
+    /// Spans of the given traces, sorted by (trace_id, span_id).
+    fn spans<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<SpanRecord>>>;
+
+    /// Edges of the given traces, sorted by (trace_id, call_id).
+    fn edges<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<EdgeRecord>>>;
+
+    /// Traces whose edges name `trace_id` as the callee's trace (header loss, the reverse of
+    /// `analysis::linked_trace_ids`).
+    fn traces_linking_to(&self, trace_id: Uuid) -> BoxFuture<'_, StoreResult<Vec<Uuid>>>;
+
+    /// One trace's summary.
+    fn trace_summary(&self, trace_id: Uuid) -> BoxFuture<'_, StoreResult<Option<TraceSummary>>>;
+
+    /// Recent traces, newest first.
+    fn list_traces<'a>(
+        &'a self,
+        q: &'a TraceQuery,
+    ) -> BoxFuture<'a, StoreResult<Vec<TraceSummary>>>;
+
+    /// Traces with events in `[since_ns, until_ns]` (by their first/last timestamps), at most `limit`.
+    fn traces_in_window(
+        &self,
+        since_ns: i64,
+        until_ns: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<Vec<Uuid>>>;
+
+    /// Services, sorted by name.
+    fn services(&self) -> BoxFuture<'_, StoreResult<Vec<ServiceInfo>>>;
+
+    /// Edges where `service` is the caller or the callee (most recent first, at most `limit`).
+    fn service_edges<'a>(
+        &'a self,
+        service: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<EdgeRecord>>>;
+
+    /// Remembers the race count of an analysis that covered `event_count` events.
+    fn set_race_count(
+        &self,
+        trace_id: Uuid,
+        event_count: u64,
+        race_count: u64,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Deletes every trace whose newest event is older than `cutoff_ns`; returns the number of events deleted.
+    fn delete_older_than(&self, cutoff_ns: i64) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// Where to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSpec {
+    /// In process, lost on exit.
+    Memory,
+    /// Embedded SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// Postgres URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StorageSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "memory" {
+            Ok(Self::Memory)
+        } else if let Some(p) = s.strip_prefix("sqlite:") {
+            let p = p.strip_prefix("//").unwrap_or(p);
+            if p.is_empty() {
+                return Err("sqlite: needs a path, e.g. sqlite:./raceway-data/raceway.db".into());
+            }
+            Ok(Self::Sqlite(p.into()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_string()))
+        } else {
+            Err(format!(
+                "unknown storage {s:?}: use memory, sqlite:PATH or postgres://..."
+            ))
+        }
+    }
+}
+
+/// Opens (and migrates) a store.
+pub async fn open(spec: &StorageSpec) -> StoreResult<Arc<dyn Store>> {
+    Ok(match spec {
+        StorageSpec::Memory => Arc::new(memory::MemoryStore::new()),
+        StorageSpec::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StorageSpec::Postgres(url) => Arc::new(postgres::PgStore::connect(url).await?),
+    })
+}
+
+/// Sorts and removes repeated `(trace_id, span_id, id)` keys; returns the unique events and the repeat count.
+pub(crate) fn dedup_batch(events: &[IngestEvent]) -> (Vec<&IngestEvent>, u64) {
+    let mut v: Vec<&IngestEvent> = events.iter().collect();
+    v.sort_unstable_by_key(|e| key(&e.event));
+    let before = v.len();
+    v.dedup_by(|a, b| key(&a.event) == key(&b.event));
+    let repeats = (before - v.len()) as u64;
+    (v, repeats)
+}
+
+pub(crate) fn key(e: &Event) -> (Uuid, [u8; 8], Uuid) {
+    (e.trace_id, e.span_id.0, e.id)
+}
+
+/// Per-trace aggregate of newly stored events.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TraceDelta {
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub count: u64,
+    /// (service, count), sorted by service.
+    pub services: Vec<(String, u64)>,
+}
+
+/// Aggregates newly inserted `(trace_id, service, ts)` rows per trace, sorted by trace id.
+pub(crate) fn trace_deltas(
+    rows: impl IntoIterator<Item = (Uuid, String, i64)>,
+) -> Vec<(Uuid, TraceDelta)> {
+    let mut map: std::collections::BTreeMap<
+        Uuid,
+        (TraceDelta, std::collections::BTreeMap<String, u64>),
+    > = Default::default();
+    for (t, s, ts) in rows {
+        let (d, svc) = map.entry(t).or_insert_with(|| {
+            (
+                TraceDelta {
+                    first_ns: i64::MAX,
+                    last_ns: i64::MIN,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+        });
+        d.first_ns = d.first_ns.min(ts);
+        d.last_ns = d.last_ns.max(ts);
+        d.count += 1;
+        *svc.entry(s).or_default() += 1;
+    }
+    map.into_iter()
+        .map(|(t, (mut d, svc))| {
+            d.services = svc.into_iter().collect();
+            (t, d)
+        })
+        .collect()
+}
+
+/// Parses a stored span id text.
+pub(crate) fn span_hex(s: &raceway::SpanId) -> String {
+    String::from_utf8_lossy(&s.to_hex()).into_owned()
+}
