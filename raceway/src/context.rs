@@ -190,8 +190,8 @@ fn lock_state(thread: &LogicalThread) -> MutexGuard<'_, ThreadState> {
     thread.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-enum EventLocation<'a> {
-    Caller(Option<&'a Location<'a>>),
+enum EventLocation {
+    Caller(Option<&'static Location<'static>>),
     Text(Option<String>),
 }
 
@@ -220,13 +220,31 @@ fn bound_tags(tags: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn location_text(location: &Location<'_>) -> String {
-    format!(
-        "{}:{}:{}",
-        location.file(),
-        location.line(),
-        location.column()
-    )
+/// `file:line:column` of a call site, formatted once per call site and thread (call sites are finite; the cache
+/// is capped anyway) so that recording an event does not format a string every time.
+fn location_text(location: &'static Location<'static>) -> Arc<str> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<usize, Arc<str>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let key = std::ptr::from_ref(location) as usize;
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(text) = cache.get(&key) {
+            return Arc::clone(text);
+        }
+        let text: Arc<str> = format!(
+            "{}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        )
+        .into();
+        if cache.len() < 4096 {
+            cache.insert(key, Arc::clone(&text));
+        }
+        text
+    })
 }
 
 impl Context {
@@ -347,7 +365,7 @@ impl Context {
     pub fn record_at(
         &self,
         kind: EventKind,
-        location: Option<&Location<'_>>,
+        location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
     ) {
         self.record_with(kind, location, duration, |_| {});
@@ -384,7 +402,7 @@ impl Context {
     fn record_with(
         &self,
         kind: EventKind,
-        location: Option<&Location<'_>>,
+        location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
     ) {
@@ -400,7 +418,7 @@ impl Context {
     fn record_inner(
         &self,
         kind: EventKind,
-        location: EventLocation<'_>,
+        location: EventLocation,
         duration: Option<Duration>,
         tags: BTreeMap<String, String>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
@@ -433,7 +451,7 @@ impl Context {
                 EventLocation::Caller(location) => location.map(location_text),
                 EventLocation::Text(text) => text.map(|mut t| {
                     truncate_utf8(&mut t, 1024);
-                    t
+                    Arc::from(t)
                 }),
             },
             tags: bound_tags(tags),
@@ -588,7 +606,7 @@ impl Context {
         &self,
         lock: &Arc<str>,
         mode: LockMode,
-        location: &Location<'_>,
+        location: &'static Location<'static>,
     ) {
         let lock = Arc::clone(lock);
         {

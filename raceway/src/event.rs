@@ -46,7 +46,7 @@ pub struct Event {
     pub locks_held: Vec<HeldLock>,
     /// Caller's source location, `file:line[:column]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
+    pub location: Option<Arc<str>>,
     /// Free-form attributes.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

@@ -1,13 +1,15 @@
 //! Background export of events to the backend's `POST /v1/events`.
 //!
-//! Capture never blocks: events go into a bounded queue (a full queue drops and counts). A dedicated thread
-//! with its own single-threaded runtime batches and sends them, so the host application's runtime is never
-//! used or slowed, and a sync application works as well as an async one.
+//! Capture never blocks: events go into a bounded lock-free queue (a full queue drops and counts). A dedicated
+//! thread with its own single-threaded runtime batches and sends them, so the host application's runtime is never
+//! used or slowed, and a sync application works as well as an async one. Producers wake the exporter only when a
+//! batch is full; otherwise it collects on its flush timer, so recording an event costs no system call.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::stats::Stats;
@@ -15,11 +17,6 @@ use crate::Event;
 
 /// Largest request body the exporter sends; larger batches are split.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
-
-pub(crate) enum Message {
-    Event(Box<Event>),
-    Flush(oneshot::Sender<()>),
-}
 
 #[derive(Clone, Debug)]
 pub(crate) struct ExporterConfig {
@@ -32,8 +29,16 @@ pub(crate) struct ExporterConfig {
     pub(crate) max_backoff: Duration,
 }
 
+struct Queue {
+    events: ArrayQueue<Box<Event>>,
+    batch_ready: Notify,
+    batch_size: usize,
+}
+
 pub(crate) struct Exporter {
-    tx: mpsc::Sender<Message>,
+    queue: Arc<Queue>,
+    /// Flush requests; dropping the last sender makes the exporter send what is left and stop.
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl Exporter {
@@ -42,24 +47,37 @@ impl Exporter {
         queue_capacity: usize,
         stats: Arc<Stats>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let queue = Arc::new(Queue {
+            events: ArrayQueue::new(queue_capacity.max(1)),
+            batch_ready: Notify::new(),
+            batch_size: config.batch_size,
+        });
+        let (flushes, flush_requests) = mpsc::channel(16);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let exporter_queue = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("raceway-exporter".into())
-            .spawn(move || runtime.block_on(run(config, rx, stats)))?;
-        Ok(Self { tx })
+            .spawn(move || runtime.block_on(run(config, exporter_queue, flush_requests, stats)))?;
+        Ok(Self { queue, flushes })
     }
 
-    /// Non-blocking; `false` when the queue is full or the exporter is gone.
+    /// Non-blocking; `false` when the queue is full.
     pub(crate) fn try_send(&self, event: Event) -> bool {
-        self.tx.try_send(Message::Event(Box::new(event))).is_ok()
+        let queue = &*self.queue;
+        if queue.events.push(Box::new(event)).is_err() {
+            return false;
+        }
+        if queue.events.len() >= queue.batch_size {
+            queue.batch_ready.notify_one();
+        }
+        true
     }
 
     pub(crate) async fn flush(&self, deadline: Duration) -> bool {
         let (done, wait) = oneshot::channel();
-        let queued = tokio::time::timeout(deadline, self.tx.send(Message::Flush(done))).await;
+        let queued = tokio::time::timeout(deadline, self.flushes.send(done)).await;
         if !matches!(queued, Ok(Ok(()))) {
             return false;
         }
@@ -67,7 +85,18 @@ impl Exporter {
     }
 }
 
-async fn run(config: ExporterConfig, mut rx: mpsc::Receiver<Message>, stats: Arc<Stats>) {
+fn drain(queue: &Queue, buffer: &mut Vec<Event>) {
+    while let Some(event) = queue.events.pop() {
+        buffer.push(*event);
+    }
+}
+
+async fn run(
+    config: ExporterConfig,
+    queue: Arc<Queue>,
+    mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
+    stats: Arc<Stats>,
+) {
     let client = match reqwest::Client::builder()
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout)
@@ -76,15 +105,17 @@ async fn run(config: ExporterConfig, mut rx: mpsc::Receiver<Message>, stats: Arc
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "raceway exporter could not build an HTTP client; events are dropped");
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    Message::Event(_) => Stats::add(&stats.events_failed, 1),
-                    Message::Flush(done) => {
+            loop {
+                let mut dropped = Vec::new();
+                drain(&queue, &mut dropped);
+                Stats::add(&stats.events_failed, dropped.len() as u64);
+                match flush_requests.recv().await {
+                    Some(done) => {
                         let _ = done.send(());
                     }
+                    None => return,
                 }
             }
-            return;
         }
     };
     let sender = Sender {
@@ -96,25 +127,27 @@ async fn run(config: ExporterConfig, mut rx: mpsc::Receiver<Message>, stats: Arc
     let mut next_flush = Instant::now() + config.flush_interval;
     loop {
         tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(Message::Event(event)) => {
-                    buffer.push(*event);
-                    if buffer.len() >= config.batch_size {
-                        sender.send_all(&mut buffer).await;
-                        next_flush = Instant::now() + config.flush_interval;
+            request = flush_requests.recv() => {
+                // Everything captured before the flush request is already in the queue.
+                drain(&queue, &mut buffer);
+                sender.send_all(&mut buffer).await;
+                match request {
+                    Some(done) => {
+                        let _ = done.send(());
                     }
+                    None => return,
                 }
-                Some(Message::Flush(done)) => {
-                    // Everything queued before the flush request is already in the buffer.
+            }
+            () = queue.batch_ready.notified() => {
+                drain(&queue, &mut buffer);
+                while buffer.len() >= config.batch_size {
+                    let rest = buffer.split_off(config.batch_size);
                     sender.send_all(&mut buffer).await;
-                    let _ = done.send(());
+                    buffer = rest;
                 }
-                None => {
-                    sender.send_all(&mut buffer).await;
-                    return;
-                }
-            },
-            _ = tokio::time::sleep_until(next_flush) => {
+            }
+            () = tokio::time::sleep_until(next_flush) => {
+                drain(&queue, &mut buffer);
                 sender.send_all(&mut buffer).await;
                 next_flush = Instant::now() + config.flush_interval;
             }

@@ -76,7 +76,7 @@ pub fn severity(kind: &str) -> &'static str {
 /// The de-duplication site of an access.
 pub fn site(e: &Event) -> String {
     match &e.location {
-        Some(l) => l.clone(),
+        Some(l) => l.to_string(),
         None => format!("service:{}", e.service),
     }
 }
@@ -122,7 +122,7 @@ pub fn race_access(e: &Event) -> RaceAccess {
         instance: e.instance.to_string(),
         thread_id: e.thread_id.to_string(),
         access: access.to_string(),
-        location: e.location.clone(),
+        location: e.location.as_deref().map(str::to_owned),
         timestamp: e.timestamp.to_string(),
     }
 }

@@ -105,7 +105,7 @@ impl Tb {
             duration_ns: None,
             vector_clock: t.clock.clone(),
             locks_held: t.locks.clone(),
-            location: location.map(str::to_string),
+            location: location.map(Arc::from),
             tags: Default::default(),
             kind,
         };
