@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raceway/cargo-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RACEWAY_STATE_DIR="${RACEWAY_STATE_DIR:-$HOME/.cache/raceway}"
