@@ -50,258 +50,214 @@ struct Gen {
     n: u64,
 }
 
-impl Gen {
-    #[allow(clippy::too_many_arguments)]
-    fn ev(
-        &mut self,
-        trace: Uuid,
-        span: SpanId,
-        parent: Option<SpanId>,
-        thread: &str,
-        seq: u64,
-        service: &str,
-        clock: &mut VectorClock,
-        locks: &[HeldLock],
-        kind: EventKind,
-    ) -> Event {
-        self.n += 1;
-        let key = format!("{service}#{service}-1");
-        clock.tick(&key);
-        Event {
-            id: Uuid::new_v4(),
-            trace_id: trace,
-            span_id: span,
-            parent_span_id: parent,
-            thread_id: thread.into(),
-            seq,
+/// One service's span of a generated trace: its identity, program-order counter and clock.
+struct SpanWriter {
+    trace: Uuid,
+    span: SpanId,
+    parent: Option<SpanId>,
+    thread: Arc<str>,
+    service: Arc<str>,
+    instance: Arc<str>,
+    key: String,
+    seq: u64,
+    clock: VectorClock,
+}
+
+impl SpanWriter {
+    fn new(trace: Uuid, service: &str, parent: Option<SpanId>) -> Self {
+        let span = SpanId::random();
+        Self {
+            trace,
+            span,
+            parent,
+            thread: span.to_string().into(),
             service: service.into(),
             instance: format!("{service}-1").into(),
-            timestamp: Timestamp(self.t0 + self.n as i64 * 1_000),
+            key: format!("{service}#{service}-1"),
+            seq: 0,
+            clock: VectorClock::new(),
+        }
+    }
+
+    /// Records the next event of this span (tick, seq, timestamp from the generator's counter).
+    fn emit(&mut self, gen: &mut Gen, out: &mut Vec<Event>, locks: &[HeldLock], kind: EventKind) {
+        gen.n += 1;
+        self.clock.tick(&self.key);
+        out.push(Event {
+            id: Uuid::new_v4(),
+            trace_id: self.trace,
+            span_id: self.span,
+            parent_span_id: self.parent,
+            thread_id: Arc::clone(&self.thread),
+            seq: self.seq,
+            service: Arc::clone(&self.service),
+            instance: Arc::clone(&self.instance),
+            timestamp: Timestamp(gen.t0 + gen.n as i64 * 1_000),
             duration_ns: None,
-            vector_clock: clock.clone(),
+            vector_clock: self.clock.clone(),
             locks_held: locks.to_vec(),
             location: Some("src/handlers.rs:42:9".into()),
             tags: Default::default(),
             kind,
-        }
+        });
+        self.seq += 1;
     }
 
-    fn server_start(op: &str, parent: bool) -> EventKind {
-        EventKind::SpanStart {
-            operation: op.into(),
-            span_kind: SpanKind::Server,
-            http: Some(HttpInfo {
-                method: "POST".into(),
-                route: Some(op.into()),
-                target: op.into(),
-            }),
-            upstream: Some(Upstream {
-                traceparent: if parent {
-                    TraceparentStatus::Valid
-                } else {
-                    TraceparentStatus::Absent
-                },
-                clock: if parent {
-                    ClockStatus::Ok
-                } else {
-                    ClockStatus::Absent
-                },
-            }),
+    fn callee(&self) -> Callee {
+        Callee {
+            trace_id: self.trace,
+            span_id: self.span,
+            service: Some(self.service.to_string()),
+            instance: Some(self.instance.to_string()),
         }
     }
+}
 
+fn server_start(op: &str, parent: bool) -> EventKind {
+    EventKind::SpanStart {
+        operation: op.into(),
+        span_kind: SpanKind::Server,
+        http: Some(HttpInfo {
+            method: "POST".into(),
+            route: Some(op.into()),
+            target: op.into(),
+        }),
+        upstream: Some(Upstream {
+            traceparent: if parent {
+                TraceparentStatus::Valid
+            } else {
+                TraceparentStatus::Absent
+            },
+            clock: if parent {
+                ClockStatus::Ok
+            } else {
+                ClockStatus::Absent
+            },
+        }),
+    }
+}
+
+fn http_request() -> EventKind {
+    EventKind::HttpRequest {
+        method: "POST".into(),
+        route: Some("/r".into()),
+        target: "/r".into(),
+    }
+}
+
+fn outbound_call(child_span_id: SpanId, url: &str) -> EventKind {
+    EventKind::OutboundCall {
+        child_span_id,
+        protocol: "http".into(),
+        method: Some("POST".into()),
+        url: Some(url.into()),
+    }
+}
+
+fn outbound_response(child_span_id: SpanId, callee: Callee) -> EventKind {
+    EventKind::OutboundResponse {
+        child_span_id,
+        status: Some(200),
+        error: None,
+        callee: Some(callee),
+    }
+}
+
+/// `http_response` then `span_end` for a successful request.
+fn finish(span: &mut SpanWriter, gen: &mut Gen, out: &mut Vec<Event>, operation: &str) {
+    span.emit(gen, out, &[], EventKind::HttpResponse { status: 200 });
+    span.emit(
+        gen,
+        out,
+        &[],
+        EventKind::SpanEnd {
+            operation: operation.into(),
+            status_code: Some(200),
+            error: false,
+        },
+    );
+}
+
+impl Gen {
     /// One request: gateway → checkout (lock + read + write) → inventory (write).
     fn trace(&mut self, out: &mut Vec<Event>, i: usize) {
         let trace = Uuid::new_v4();
-        let (g, c, inv) = (SpanId::random(), SpanId::random(), SpanId::random());
         let (call1, call2) = (SpanId::random(), SpanId::random());
-        let gt = g.to_string();
-        let ct = c.to_string();
-        let it = inv.to_string();
-        let mut gc = VectorClock::new();
-        let mut cc = VectorClock::new();
-        let mut ic = VectorClock::new();
         let lock = HeldLock {
             lock: format!("account:{}", i % 1000).into(),
             mode: LockMode::Exclusive,
         };
         let var: Arc<str> = format!("account:{}", i % 1000).into();
-        let http_req = || EventKind::HttpRequest {
-            method: "POST".into(),
-            route: Some("/r".into()),
-            target: "/r".into(),
-        };
-        let mut s = 0;
-        let mut seq = || {
-            s += 1;
-            s - 1
-        };
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
+
+        let mut gateway = SpanWriter::new(trace, "gateway", None);
+        gateway.emit(self, out, &[], server_start("/buy", false));
+        gateway.emit(self, out, &[], http_request());
+        gateway.emit(
+            self,
+            out,
             &[],
-            Self::server_start("/buy", false),
-        ));
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
-            &[],
-            http_req(),
-        ));
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
-            &[],
-            EventKind::OutboundCall {
-                child_span_id: call1,
-                protocol: "http".into(),
-                method: Some("POST".into()),
-                url: Some("http://checkout/checkout".into()),
-            },
-        ));
-        cc.merge(&gc);
-        let mut cs = 0;
-        let mut cseq = || {
-            cs += 1;
-            cs - 1
-        };
-        let p = Some(call1);
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            &[],
-            Self::server_start("/checkout", true),
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            &[],
-            http_req(),
-        ));
-        let l = std::slice::from_ref(&lock);
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            l,
+            outbound_call(call1, "http://checkout/checkout"),
+        );
+
+        let mut checkout = SpanWriter::new(trace, "checkout", Some(call1));
+        checkout.clock.merge(&gateway.clock);
+        checkout.emit(self, out, &[], server_start("/checkout", true));
+        checkout.emit(self, out, &[], http_request());
+        let held = std::slice::from_ref(&lock);
+        checkout.emit(
+            self,
+            out,
+            held,
             EventKind::LockAcquire {
                 lock: lock.lock.clone(),
                 mode: LockMode::Exclusive,
             },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            l,
+        );
+        checkout.emit(
+            self,
+            out,
+            held,
             EventKind::StateChange {
                 variable: var.clone(),
                 access: Access::Read,
                 old_value: None,
                 new_value: Some(100.into()),
             },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            l,
+        );
+        checkout.emit(
+            self,
+            out,
+            held,
             EventKind::StateChange {
-                variable: var.clone(),
+                variable: var,
                 access: Access::Write,
                 old_value: Some(100.into()),
                 new_value: Some(90.into()),
             },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            l,
+        );
+        checkout.emit(
+            self,
+            out,
+            held,
             EventKind::LockRelease {
                 lock: lock.lock.clone(),
                 mode: LockMode::Exclusive,
             },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
+        );
+        checkout.emit(
+            self,
+            out,
             &[],
-            EventKind::OutboundCall {
-                child_span_id: call2,
-                protocol: "http".into(),
-                method: Some("POST".into()),
-                url: Some("http://inventory/reserve".into()),
-            },
-        ));
-        ic.merge(&cc);
-        let q = Some(call2);
-        out.push(self.ev(
-            trace,
-            inv,
-            q,
-            &it,
-            0,
-            "inventory",
-            &mut ic,
-            &[],
-            Self::server_start("/reserve", true),
-        ));
-        out.push(self.ev(trace, inv, q, &it, 1, "inventory", &mut ic, &[], http_req()));
-        out.push(self.ev(
-            trace,
-            inv,
-            q,
-            &it,
-            2,
-            "inventory",
-            &mut ic,
+            outbound_call(call2, "http://inventory/reserve"),
+        );
+
+        let mut inventory = SpanWriter::new(trace, "inventory", Some(call2));
+        inventory.clock.merge(&checkout.clock);
+        inventory.emit(self, out, &[], server_start("/reserve", true));
+        inventory.emit(self, out, &[], http_request());
+        inventory.emit(
+            self,
+            out,
             &[],
             EventKind::StateChange {
                 variable: format!("stock:{}", i % 100).into(),
@@ -309,129 +265,16 @@ impl Gen {
                 old_value: Some(5.into()),
                 new_value: Some(4.into()),
             },
-        ));
-        out.push(self.ev(
-            trace,
-            inv,
-            q,
-            &it,
-            3,
-            "inventory",
-            &mut ic,
-            &[],
-            EventKind::HttpResponse { status: 200 },
-        ));
-        out.push(self.ev(
-            trace,
-            inv,
-            q,
-            &it,
-            4,
-            "inventory",
-            &mut ic,
-            &[],
-            EventKind::SpanEnd {
-                operation: "/reserve".into(),
-                status_code: Some(200),
-                error: false,
-            },
-        ));
-        cc.merge(&ic);
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            &[],
-            EventKind::OutboundResponse {
-                child_span_id: call2,
-                status: Some(200),
-                error: None,
-                callee: Some(Callee {
-                    trace_id: trace,
-                    span_id: inv,
-                    service: Some("inventory".into()),
-                    instance: Some("inventory-1".into()),
-                }),
-            },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            &[],
-            EventKind::HttpResponse { status: 200 },
-        ));
-        out.push(self.ev(
-            trace,
-            c,
-            p,
-            &ct,
-            cseq(),
-            "checkout",
-            &mut cc,
-            &[],
-            EventKind::SpanEnd {
-                operation: "/checkout".into(),
-                status_code: Some(200),
-                error: false,
-            },
-        ));
-        gc.merge(&cc);
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
-            &[],
-            EventKind::OutboundResponse {
-                child_span_id: call1,
-                status: Some(200),
-                error: None,
-                callee: Some(Callee {
-                    trace_id: trace,
-                    span_id: c,
-                    service: Some("checkout".into()),
-                    instance: Some("checkout-1".into()),
-                }),
-            },
-        ));
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
-            &[],
-            EventKind::HttpResponse { status: 200 },
-        ));
-        out.push(self.ev(
-            trace,
-            g,
-            None,
-            &gt,
-            seq(),
-            "gateway",
-            &mut gc,
-            &[],
-            EventKind::SpanEnd {
-                operation: "/buy".into(),
-                status_code: Some(200),
-                error: false,
-            },
-        ));
+        );
+        finish(&mut inventory, self, out, "/reserve");
+
+        checkout.clock.merge(&inventory.clock);
+        checkout.emit(self, out, &[], outbound_response(call2, inventory.callee()));
+        finish(&mut checkout, self, out, "/checkout");
+
+        gateway.clock.merge(&checkout.clock);
+        gateway.emit(self, out, &[], outbound_response(call1, checkout.callee()));
+        finish(&mut gateway, self, out, "/buy");
     }
 }
 
