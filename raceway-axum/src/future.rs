@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use http::{HeaderName, HeaderValue, Response};
+use http::Response;
 use raceway::clock_header::RACEWAY_CLOCK;
+use raceway::propagation::Injector as _;
 use raceway::Context;
 
 struct ActiveSpan {
@@ -88,11 +89,9 @@ where
                 let status = response.status().as_u16();
                 span.ctx
                     .end_span(Some(status), status >= 500, span.started.elapsed());
-                if let Ok(value) = HeaderValue::from_str(&span.ctx.response_clock_header()) {
-                    response
-                        .headers_mut()
-                        .insert(HeaderName::from_static(RACEWAY_CLOCK), value);
-                }
+                response
+                    .headers_mut()
+                    .set_owned(RACEWAY_CLOCK, span.ctx.response_clock_header());
                 Poll::Ready(Ok(response))
             }
             Err(error) => {

@@ -127,15 +127,16 @@ impl Raceway {
             (parent, received_parent),
             flags,
             tracestate,
-            request.operation.clone(),
+            request.operation,
             clock,
             extracted.is_partial(),
         );
-        ctx.record_at(
-            EventKind::SpanStart {
-                operation: request.operation,
+        let http = request.http;
+        ctx.record_lazy(
+            || EventKind::SpanStart {
+                operation: ctx.inner.operation.to_string(),
                 span_kind: SpanKind::Server,
-                http: request.http.clone(),
+                http: http.clone(),
                 upstream: Some(Upstream {
                     traceparent: traceparent_status,
                     clock: extracted.clock_status,
@@ -144,9 +145,9 @@ impl Raceway {
             None,
             None,
         );
-        if let Some(http) = request.http {
-            ctx.record_at(
-                EventKind::HttpRequest {
+        if let Some(http) = http {
+            ctx.record_lazy(
+                move || EventKind::HttpRequest {
                     method: http.method,
                     route: http.route,
                     target: http.target,
@@ -186,6 +187,10 @@ impl Raceway {
     }
 }
 
+/// `flags` of a clock sent by a span that continued a trace without an intact upstream clock.
+static PARTIAL_FLAGS: std::sync::LazyLock<[String; 1]> =
+    std::sync::LazyLock::new(|| ["partial".to_owned()]);
+
 fn lock_state(thread: &LogicalThread) -> MutexGuard<'_, ThreadState> {
     thread.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -220,18 +225,28 @@ fn bound_tags(tags: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `file:line:column` of a call site, formatted once per call site and thread (call sites are finite; the cache
-/// is capped anyway) so that recording an event does not format a string every time.
+/// `file:line:column` of a call site, formatted once per call site and thread so that recording an event does not
+/// format a string every time. A small direct-mapped cache keyed by the `Location`'s address: no hashing, and a
+/// collision only costs a re-format.
 fn location_text(location: &'static Location<'static>) -> Arc<str> {
+    const SLOTS: usize = 256;
+    type Slot = Option<(usize, Arc<str>)>;
     thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<usize, Arc<str>>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
+        static CACHE: std::cell::RefCell<Vec<Slot>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let key = std::ptr::from_ref(location) as usize;
+    // `Location`s are 8-aligned statics; a multiplicative hash spreads neighbouring addresses over the slots.
+    let slot = ((key as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (64 - SLOTS.trailing_zeros())) as usize;
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(text) = cache.get(&key) {
-            return Arc::clone(text);
+        if cache.is_empty() {
+            cache.resize(SLOTS, None);
+        }
+        if let Some((cached_key, text)) = &cache[slot] {
+            if *cached_key == key {
+                return Arc::clone(text);
+            }
         }
         let text: Arc<str> = format!(
             "{}:{}:{}",
@@ -240,9 +255,7 @@ fn location_text(location: &'static Location<'static>) -> Arc<str> {
             location.column()
         )
         .into();
-        if cache.len() < 4096 {
-            cache.insert(key, Arc::clone(&text));
-        }
+        cache[slot] = Some((key, Arc::clone(&text)));
         text
     })
 }
@@ -260,7 +273,9 @@ impl Context {
         partial: bool,
     ) -> Self {
         let span_id = SpanId::random();
-        let thread_id: Arc<str> = span_id.to_string().into();
+        let hex = span_id.to_hex();
+        // Hex digits are ASCII; going through `str` directly skips the formatting machinery.
+        let thread_id: Arc<str> = std::str::from_utf8(&hex).unwrap_or_default().into();
         Self {
             inner: Arc::new(SpanContext {
                 raceway: raceway.clone(),
@@ -368,6 +383,17 @@ impl Context {
         location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
     ) {
+        self.record_with(|| kind, location, duration, |_| {});
+    }
+
+    /// Like [`record_at`](Self::record_at), building the event kind only when events are captured: in
+    /// propagation-only mode a hop then allocates nothing for events it will not send.
+    pub(crate) fn record_lazy(
+        &self,
+        kind: impl FnOnce() -> EventKind,
+        location: Option<&'static Location<'static>>,
+        duration: Option<Duration>,
+    ) {
         self.record_with(kind, location, duration, |_| {});
     }
 
@@ -396,12 +422,18 @@ impl Context {
         duration: Option<Duration>,
         tags: BTreeMap<String, String>,
     ) {
-        self.record_inner(kind, EventLocation::Text(location), duration, tags, |_| {});
+        self.record_inner(
+            || kind,
+            EventLocation::Text(location),
+            duration,
+            tags,
+            |_| {},
+        );
     }
 
     fn record_with(
         &self,
-        kind: EventKind,
+        kind: impl FnOnce() -> EventKind,
         location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
@@ -417,7 +449,7 @@ impl Context {
 
     fn record_inner(
         &self,
-        kind: EventKind,
+        kind: impl FnOnce() -> EventKind,
         location: EventLocation,
         duration: Option<Duration>,
         tags: BTreeMap<String, String>,
@@ -455,7 +487,7 @@ impl Context {
                 }),
             },
             tags: bound_tags(tags),
-            kind,
+            kind: kind(),
         };
         update_locks(&mut state.locks);
         drop(state);
@@ -468,8 +500,8 @@ impl Context {
         if let Some(status) = status {
             self.record_at(EventKind::HttpResponse { status }, None, Some(duration));
         }
-        self.record_at(
-            EventKind::SpanEnd {
+        self.record_lazy(
+            || EventKind::SpanEnd {
                 operation: self.inner.operation.to_string(),
                 status_code: status.map(i64::from),
                 error,
@@ -625,7 +657,7 @@ impl Context {
         let name: Arc<str> = lock.into();
         let removed = Arc::clone(&name);
         self.record_with(
-            EventKind::LockRelease { lock: name, mode },
+            || EventKind::LockRelease { lock: name, mode },
             Some(Location::caller()),
             None,
             move |locks| {
@@ -641,21 +673,23 @@ impl Context {
 
     /// The `raceway-clock` value a server returns: this span's final clock.
     pub fn response_clock_header(&self) -> String {
-        ClockPayload {
-            trace_id: self.inner.trace_id.to_uuid(),
-            span_id: self.inner.span_id,
+        let span = &*self.inner;
+        let flags: &[String] = if span.partial {
+            &PARTIAL_FLAGS[..]
+        } else {
+            &[]
+        };
+        let state = lock_state(&span.thread);
+        crate::clock_header::encode_parts(
+            &span.trace_id.to_uuid(),
+            &span.span_id,
             // spec/PROPAGATION.md §3.7: the received parent-id, even when an intermediary re-parented the call.
-            parent_span_id: self.inner.received_parent_id.or(self.inner.parent_span_id),
-            service: self.inner.raceway.service_name().to_owned(),
-            instance: self.inner.raceway.instance_id().to_owned(),
-            clock: self.clock(),
-            flags: if self.inner.partial {
-                vec!["partial".to_owned()]
-            } else {
-                Vec::new()
-            },
-        }
-        .encode()
+            &span.received_parent_id.or(span.parent_span_id),
+            span.raceway.service_name(),
+            span.raceway.instance_id(),
+            &state.clock,
+            flags,
+        )
     }
 
     /// Starts an outbound call: a fresh child span id, a tick, and an `outbound_call` event. Inject its headers
@@ -668,8 +702,8 @@ impl Context {
         url: Option<String>,
     ) -> OutboundCall {
         let child_span_id = SpanId::random();
-        self.record_at(
-            EventKind::OutboundCall {
+        self.record_lazy(
+            || EventKind::OutboundCall {
                 child_span_id,
                 protocol: protocol.to_owned(),
                 method,
@@ -727,20 +761,18 @@ impl OutboundCall {
             .tracestate_entry
             .then(|| std::str::from_utf8(&child_hex).unwrap_or_default());
         match span.tracestate.header_with_entry(entry) {
-            Some(tracestate) => carrier.set(TRACESTATE, tracestate.as_bytes()),
+            Some(tracestate) => carrier.set_owned(TRACESTATE, tracestate),
             None => carrier.remove(TRACESTATE),
         }
-        let clock = ClockPayload {
-            trace_id: span.trace_id.to_uuid(),
-            span_id: self.child_span_id,
-            parent_span_id: Some(span.span_id),
-            service: raceway.service_name().to_owned(),
-            instance: raceway.instance_id().to_owned(),
-            clock: self.clock.clone(),
-            flags: Vec::new(),
-        }
-        .encode();
-        carrier.set(RACEWAY_CLOCK, clock.as_bytes());
+        let clock = crate::clock_header::encode_parts(
+            &span.trace_id.to_uuid(),
+            &self.child_span_id,
+            &Some(span.span_id),
+            raceway.service_name(),
+            raceway.instance_id(),
+            &self.clock,
+            &[],
+        );
         if raceway.propagation_headers_debug() {
             tracing::debug!(
                 traceparent = %String::from_utf8_lossy(&traceparent),
@@ -748,6 +780,7 @@ impl OutboundCall {
                 "raceway: sent propagation headers"
             );
         }
+        carrier.set_owned(RACEWAY_CLOCK, clock);
     }
 
     /// Closes the call: merges the callee's response clock (if any) and records `outbound_response`.

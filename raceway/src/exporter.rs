@@ -5,6 +5,7 @@
 //! used or slowed, and a sync application works as well as an async one. Producers wake the exporter only when a
 //! batch is full; otherwise it collects on its flush timer, so recording an event costs no system call.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ struct Queue {
     events: ArrayQueue<Box<Event>>,
     batch_ready: Notify,
     batch_size: usize,
+    /// Events pushed so far, touched by producers only: `ArrayQueue::len` would read the consumer's head index
+    /// and miss the cache on every capture while the exporter drains.
+    pushed: AtomicUsize,
 }
 
 pub(crate) struct Exporter {
@@ -50,7 +54,8 @@ impl Exporter {
         let queue = Arc::new(Queue {
             events: ArrayQueue::new(queue_capacity.max(1)),
             batch_ready: Notify::new(),
-            batch_size: config.batch_size,
+            batch_size: config.batch_size.max(1),
+            pushed: AtomicUsize::new(0),
         });
         let (flushes, flush_requests) = mpsc::channel(16);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -69,7 +74,8 @@ impl Exporter {
         if queue.events.push(Box::new(event)).is_err() {
             return false;
         }
-        if queue.events.len() >= queue.batch_size {
+        // One wake-up per `batch_size` events; the exporter drains everything queued when it wakes.
+        if queue.pushed.fetch_add(1, Ordering::Relaxed) % queue.batch_size == queue.batch_size - 1 {
             queue.batch_ready.notify_one();
         }
         true
@@ -85,9 +91,11 @@ impl Exporter {
     }
 }
 
-fn drain(queue: &Queue, buffer: &mut Vec<Event>) {
+// The queue hands out boxes; keeping them boxed moves pointers instead of 344-byte events.
+#[allow(clippy::vec_box)]
+fn drain(queue: &Queue, buffer: &mut Vec<Box<Event>>) {
     while let Some(event) = queue.events.pop() {
-        buffer.push(*event);
+        buffer.push(event);
     }
 }
 
@@ -123,7 +131,8 @@ async fn run(
         config: &config,
         stats: &stats,
     };
-    let mut buffer: Vec<Event> = Vec::with_capacity(config.batch_size);
+    // Boxed events: batching and halving move pointers, never the events themselves.
+    let mut buffer: Vec<Box<Event>> = Vec::with_capacity(config.batch_size);
     let mut next_flush = Instant::now() + config.flush_interval;
     loop {
         tokio::select! {
@@ -140,11 +149,10 @@ async fn run(
             }
             () = queue.batch_ready.notified() => {
                 drain(&queue, &mut buffer);
-                while buffer.len() >= config.batch_size {
-                    let rest = buffer.split_off(config.batch_size);
-                    sender.send_all(&mut buffer).await;
-                    buffer = rest;
-                }
+                // Full batches go now; the remainder waits for more events or the flush interval.
+                let full = buffer.len() - buffer.len() % config.batch_size.max(1);
+                sender.send_events(&buffer[..full]).await;
+                buffer.drain(..full);
             }
             () = tokio::time::sleep_until(next_flush) => {
                 drain(&queue, &mut buffer);
@@ -168,20 +176,23 @@ enum Outcome {
 }
 
 impl Sender<'_> {
-    async fn send_all(&self, buffer: &mut Vec<Event>) {
-        let mut pending: Vec<Event> = std::mem::take(buffer);
-        while !pending.is_empty() {
-            let rest = pending.split_off(pending.len().min(self.config.batch_size));
-            self.send_batch(pending).await;
-            pending = rest;
+    #[allow(clippy::vec_box)]
+    async fn send_all(&self, buffer: &mut Vec<Box<Event>>) {
+        self.send_events(buffer).await;
+        buffer.clear();
+    }
+
+    async fn send_events(&self, events: &[Box<Event>]) {
+        for batch in events.chunks(self.config.batch_size.max(1)) {
+            self.send_batch(batch).await;
         }
     }
 
-    async fn send_batch(&self, events: Vec<Event>) {
+    async fn send_batch(&self, events: &[Box<Event>]) {
         // Iterative halving keeps every body under the limit without recursion.
         let mut stack = vec![events];
-        while let Some(mut batch) = stack.pop() {
-            let Ok(body) = serde_json::to_vec(&BatchRef { events: &batch }) else {
+        while let Some(batch) = stack.pop() {
+            let Ok(body) = serde_json::to_vec(&BatchRef { events: batch }) else {
                 Stats::add(&self.stats.events_failed, batch.len() as u64);
                 continue;
             };
@@ -191,9 +202,9 @@ impl Sender<'_> {
                     Stats::add(&self.stats.events_failed, 1);
                     continue;
                 }
-                let second = batch.split_off(batch.len() / 2);
+                let (first, second) = batch.split_at(batch.len() / 2);
                 stack.push(second);
-                stack.push(batch);
+                stack.push(first);
                 continue;
             }
             self.deliver(body, batch.len() as u64).await;
@@ -272,5 +283,5 @@ impl Sender<'_> {
 
 #[derive(serde::Serialize)]
 struct BatchRef<'a> {
-    events: &'a [Event],
+    events: &'a [Box<Event>],
 }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod clock_header;
+mod clock_json;
 mod context;
 pub mod event;
 mod exporter;

@@ -20,6 +20,11 @@ pub trait Injector {
     fn set(&mut self, name: &'static str, value: &[u8]);
     /// Removes the field.
     fn remove(&mut self, name: &'static str);
+    /// Like [`set`](Self::set) with an owned value, which carriers that store owned bytes can keep without a
+    /// copy.
+    fn set_owned(&mut self, name: &'static str, value: String) {
+        self.set(name, value.as_bytes());
+    }
 }
 
 // Pre-built names: a lookup by `HeaderName` skips parsing and lowercasing the name on every request.
@@ -50,6 +55,16 @@ impl Extractor for http::HeaderMap {
 impl Injector for http::HeaderMap {
     fn set(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = http::HeaderValue::from_bytes(value) {
+            match known_name(name) {
+                Some(known) => self.insert(known.clone(), value),
+                None => self.insert(http::HeaderName::from_static(name), value),
+            };
+        }
+    }
+
+    fn set_owned(&mut self, name: &'static str, value: String) {
+        // `Bytes` takes over the string's buffer: no copy.
+        if let Ok(value) = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
             match known_name(name) {
                 Some(known) => self.insert(known.clone(), value),
                 None => self.insert(http::HeaderName::from_static(name), value),

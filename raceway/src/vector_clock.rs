@@ -123,6 +123,15 @@ impl VectorClock {
 
     /// Adds one to `key` (saturating at [`MAX_COUNTER`]) and returns the new value.
     pub fn tick(&mut self, key: &str) -> u64 {
+        self.tick_with(key, || Arc::from(key))
+    }
+
+    /// Like [`tick`](Self::tick) with a shared key, avoiding an allocation when the key is new.
+    pub fn tick_shared(&mut self, key: &Arc<str>) -> u64 {
+        self.tick_with(key, || Arc::clone(key))
+    }
+
+    fn tick_with(&mut self, key: &str, owned_key: impl FnOnce() -> Arc<str>) -> u64 {
         let now = process_seconds();
         match self.position(key) {
             Ok(i) => {
@@ -135,7 +144,7 @@ impl VectorClock {
                 self.components.insert(
                     i,
                     Component {
-                        key: Arc::from(key),
+                        key: owned_key(),
                         counter: 1,
                         touched: now,
                     },
@@ -143,21 +152,6 @@ impl VectorClock {
                 1
             }
         }
-    }
-
-    /// Like [`tick`](Self::tick) with a shared key, avoiding an allocation when the key is new.
-    pub fn tick_shared(&mut self, key: &Arc<str>) -> u64 {
-        if let Err(i) = self.position(key) {
-            self.components.insert(
-                i,
-                Component {
-                    key: Arc::clone(key),
-                    counter: 0,
-                    touched: 0,
-                },
-            );
-        }
-        self.tick(key)
     }
 
     /// Element-wise maximum with `other`.

@@ -38,6 +38,20 @@ def clock_header(obj, compress=True, content_size=True) -> str:
     return "v1;" + b64(raw)
 
 
+def stored_frame(obj) -> bytes:
+    """A zstd frame holding the JSON in one Raw_Block (RFC 8878 3.1.1), as encoders emit for small payloads."""
+    raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    assert 0 < len(raw) < 256 + 65536
+    if len(raw) < 256:
+        header = bytes([0x20, len(raw)])  # Single_Segment, 1-byte Frame_Content_Size
+    else:
+        header = bytes([0x60]) + (len(raw) - 256).to_bytes(2, "little")
+    block = ((len(raw) << 3) | 1).to_bytes(3, "little")  # Last_Block, Raw_Block
+    frame = b"\x28\xb5\x2f\xfd" + header + block + raw
+    assert zstandard.ZstdDecompressor().decompress(frame) == raw
+    return frame
+
+
 def payload(**kw):
     base = {
         "trace_id": TID_UUID,
@@ -250,6 +264,10 @@ del no_flags["flags"]
 unknown = payload(extra={"future": True}, version=1)
 long_header = "v1;" + b64(zjson(payload(flags=[], service="s" * 200))) + "A" * 8192
 
+five = [[f"service-{i}#instance-{i}", i + 1] for i in range(5)]
+assert len(json.dumps(payload(clock=five), separators=(",", ":"))) >= 256
+assert len(json.dumps(payload(clock=[]), separators=(",", ":"))) < 256
+
 raceway_clock_decode = [
     rc_ok("basic", clock_header(payload()), canonical(payload())),
     rc_ok("clock sorted bytewise", clock_header(unsorted), canonical(unsorted)),
@@ -261,6 +279,10 @@ raceway_clock_decode = [
           canonical(payload(flags=["partial", "x-exp"]))),
     rc_ok("plain json payload", clock_header(payload(), compress=False), canonical(payload())),
     rc_ok("zstd frame without content size", clock_header(payload(), content_size=False), canonical(payload())),
+    rc_ok("stored zstd frame (raw block, 1-byte content size)", clock_header(stored_frame(payload(clock=[]))),
+          canonical(payload(clock=[]))),
+    rc_ok("stored zstd frame (raw block, 2-byte content size)", clock_header(stored_frame(payload(clock=five))),
+          canonical(payload(clock=five))),
     rc_ok("unicode service and instance", clock_header(payload(service="paiement-€", instance="ünït-1",
                                                               clock=[["paiement-€#ünït-1", 1]])),
           canonical(payload(service="paiement-€", instance="ünït-1", clock=[["paiement-€#ünït-1", 1]]))),
@@ -316,7 +338,7 @@ raceway_clock_decode = [
     rc_err("header longer than 8192 bytes", long_header, "too_long"),
     rc_err("zstd bomb", "v1;" + b64(bomb_frame), "too_large"),
 ]
-assert "=" in raceway_clock_decode[25]["header"], raceway_clock_decode[25]
+assert "=" in raceway_clock_decode[27]["header"], raceway_clock_decode[27]
 assert len(raceway_clock_decode[-2]["header"]) > 8192
 assert len("v1;" + b64(bomb_frame)) < 8192
 
