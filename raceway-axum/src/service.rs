@@ -107,22 +107,19 @@ where
         let operation = self
             .make_operation
             .make_operation(req.method(), route.as_deref(), path);
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or(path, |pq| pq.as_str())
-            .to_owned();
-        let ctx = self.raceway.server_span(
-            &extracted,
-            ServerRequest {
-                operation,
-                http: Some(HttpInfo {
-                    method: req.method().as_str().to_owned(),
-                    route,
-                    target,
-                }),
-            },
-        );
+        // HTTP details only feed events: skip building them when nothing is captured (propagation-only mode).
+        let http = self.raceway.is_capturing().then(|| HttpInfo {
+            method: req.method().as_str().to_owned(),
+            route,
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or(path, |pq| pq.as_str())
+                .to_owned(),
+        });
+        let ctx = self
+            .raceway
+            .server_span(&extracted, ServerRequest { operation, http });
         req.extensions_mut().insert(ctx.clone());
         req.extensions_mut().insert(Inbound { extracted });
         let inner = &mut self.inner;
