@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
@@ -32,9 +32,36 @@ pub enum CausalOrder {
     Concurrent,
 }
 
+/// Whole seconds since the first call, for the stale-component rule. Read on every tick, so on Linux it uses the
+/// coarse monotonic clock (a plain memory read in the vDSO, ~5 ns, millisecond resolution) instead of `Instant`.
 fn process_seconds() -> u32 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs() as u32
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        fn coarse_seconds() -> u64 {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid, writable `timespec`, and CLOCK_MONOTONIC_COARSE exists since Linux 2.6.32.
+            let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+            if status == 0 {
+                now.tv_sec as u64
+            } else {
+                0
+            }
+        }
+        static START: OnceLock<u64> = OnceLock::new();
+        let start = *START.get_or_init(coarse_seconds);
+        coarse_seconds().saturating_sub(start) as u32
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs() as u32
+    }
 }
 
 #[derive(Clone)]
