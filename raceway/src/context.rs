@@ -260,6 +260,36 @@ fn location_text(location: &'static Location<'static>) -> Arc<str> {
     })
 }
 
+/// A variable or lock name as a shared string. Call sites pass the same names over and over, so a small
+/// per-thread cache, indexed by the name's address and checked by content (a reused address of a dynamic string
+/// is a miss, never a wrong name), saves an allocation per event.
+pub(crate) fn shared_name(name: &str) -> Arc<str> {
+    const SLOTS: usize = 256;
+    const MAX_CACHED_LEN: usize = 256;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<Option<Arc<str>>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if name.len() > MAX_CACHED_LEN {
+        return Arc::from(name);
+    }
+    let key = name.as_ptr() as u64 ^ name.len() as u64;
+    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize;
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.is_empty() {
+            cache.resize(SLOTS, None);
+        }
+        if let Some(cached) = &cache[slot] {
+            if **cached == *name {
+                return Arc::clone(cached);
+            }
+        }
+        let shared: Arc<str> = Arc::from(name);
+        cache[slot] = Some(Arc::clone(&shared));
+        shared
+    })
+}
+
 impl Context {
     #[allow(clippy::too_many_arguments)]
     fn root(
@@ -631,7 +661,7 @@ impl Context {
     /// Records a lock acquisition (after acquiring) and adds the lock to `locks_held`.
     #[track_caller]
     pub fn lock_acquired(&self, lock: &str, mode: LockMode) {
-        self.lock_acquired_at(&Arc::from(lock), mode, Location::caller());
+        self.lock_acquired_at(&shared_name(lock), mode, Location::caller());
     }
 
     pub(crate) fn lock_acquired_at(
@@ -654,7 +684,7 @@ impl Context {
     /// Records a lock release (before releasing) and removes the lock from `locks_held`.
     #[track_caller]
     pub fn lock_releasing(&self, lock: &str, mode: LockMode) {
-        let name: Arc<str> = lock.into();
+        let name = shared_name(lock);
         let removed = Arc::clone(&name);
         self.record_with(
             || EventKind::LockRelease { lock: name, mode },
@@ -815,5 +845,26 @@ impl OutboundCall {
             None,
             Some(self.started.elapsed()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_names_are_reused_and_never_stale() {
+        let a = shared_name("account:42");
+        let b = shared_name("account:42");
+        assert!(Arc::ptr_eq(&a, &b), "a literal name is cached");
+        // Dynamic strings that reuse one buffer address with other contents must never get the old name.
+        let mut buffer = String::with_capacity(32);
+        for i in 0..1000 {
+            buffer.clear();
+            buffer.push_str(&format!("var-{i}"));
+            assert_eq!(&*shared_name(&buffer), buffer.as_str());
+        }
+        let long = "x".repeat(1000);
+        assert_eq!(&*shared_name(&long), long.as_str());
     }
 }

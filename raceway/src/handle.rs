@@ -448,7 +448,11 @@ impl EventRecorder {
     pub fn take(&self) -> Vec<Event> {
         self.events
             .lock()
-            .map(|mut e| std::mem::take(&mut *e))
+            // Keep some room so that a recorder drained in a loop does not regrow from zero every time.
+            .map(|mut e| {
+                let room = e.len().min(4096);
+                std::mem::replace(&mut *e, Vec::with_capacity(room))
+            })
             .unwrap_or_default()
     }
 }

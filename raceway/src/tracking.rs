@@ -40,7 +40,7 @@ pub fn track_state_change(
     if let Some(ctx) = current() {
         ctx.record_at(
             EventKind::StateChange {
-                variable: variable.into(),
+                variable: crate::context::shared_name(variable),
                 access,
                 old_value,
                 new_value,
@@ -68,7 +68,7 @@ pub fn track_write<T: Serialize>(variable: &str, value: T) {
             .flatten();
         ctx.record_at(
             EventKind::StateChange {
-                variable: variable.into(),
+                variable: crate::context::shared_name(variable),
                 access: Access::Write,
                 old_value: None,
                 new_value,
