@@ -193,8 +193,38 @@ func getDecoder() *zstd.Decoder {
 	return decoder
 }
 
-// EncodeClock returns the raceway-clock header value "v1;" + base64url(zstd(JSON)).
-// It fails (ClockTooLong) when the result would exceed 8192 bytes, and with
+// StoreUncompressedUpTo is the largest raceway-clock JSON payload, in bytes (about 8 clock
+// components), that EncodeClock sends as a zstd frame holding one stored Raw_Block instead of
+// compressing it (PROPAGATION.md §3.1): at that size zstd saves < 100 bytes while its setup costs
+// more than the rest of a hop. Larger payloads are compressed. Same value as the Rust SDK's
+// raceway::clock_header::STORE_UNCOMPRESSED_UP_TO.
+const StoreUncompressedUpTo = 512
+
+// AppendStoredZstdFrame appends to dst a single-segment zstd frame (RFC 8878 §3.1.1) holding raw
+// in one uncompressed Raw_Block, and returns the extended slice: magic 28 B5 2F FD; a
+// Frame_Header_Descriptor with Single_Segment_flag and Frame_Content_Size on 1 byte below 256
+// bytes (0x20, n), else on 2 bytes as n-256 little-endian (0x60); the 3-byte little-endian
+// Block_Header (n<<3)|1 (Last_Block, Block_Type Raw); the bytes. Every zstd decoder reads it.
+// It panics unless 0 < len(raw) < 256+65536.
+func AppendStoredZstdFrame(dst, raw []byte) []byte {
+	n := len(raw)
+	if n == 0 || n >= 256+65536 {
+		panic("propagation: stored zstd frame size out of range")
+	}
+	dst = append(dst, zstdMagic...)
+	if n < 256 {
+		dst = append(dst, 0x20, byte(n))
+	} else {
+		dst = append(dst, 0x60, byte(n-256), byte((n-256)>>8))
+	}
+	bh := uint32(n)<<3 | 1
+	dst = append(dst, byte(bh), byte(bh>>8), byte(bh>>16))
+	return append(dst, raw...)
+}
+
+// EncodeClock returns the raceway-clock header value "v1;" + base64url(zstd frame(JSON)): a
+// stored frame (AppendStoredZstdFrame) for JSON of at most StoreUncompressedUpTo bytes, a
+// compressed one above. It fails (ClockTooLong) when the result would exceed 8192 bytes, and with
 // ClockMalformed when the payload breaks the field rules.
 func EncodeClock(p *ClockPayload) (string, error) {
 	if p.TraceID.IsZero() || p.SpanID.IsZero() || len(p.Service) == 0 || len(p.Service) > maxNameBytes ||
@@ -210,7 +240,11 @@ func EncodeClock(p *ClockPayload) (string, error) {
 	if len(sc.json) > MaxClockJSONBytes {
 		return "", ClockTooLarge
 	}
-	sc.z = getEncoder().EncodeAll(sc.json, sc.z[:0])
+	if len(sc.json) <= StoreUncompressedUpTo {
+		sc.z = AppendStoredZstdFrame(sc.z[:0], sc.json)
+	} else {
+		sc.z = getEncoder().EncodeAll(sc.json, sc.z[:0])
+	}
 	z := sc.z
 	n := 3 + base64.RawURLEncoding.EncodedLen(len(z))
 	if n > MaxClockHeaderBytes {

@@ -232,7 +232,7 @@ func TestVectorsRacewayClock(t *testing.T) {
 				t.Fatalf("encode: %v", err)
 			}
 			if !strings.HasPrefix(h, "v1;KLUv_") {
-				t.Fatalf("encoder must compress: %.20s", h)
+				t.Fatalf("encoder must emit a zstd frame: %.20s", h)
 			}
 			back, kind := DecodeClock(h)
 			if kind != "" {

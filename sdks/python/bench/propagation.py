@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     def rw_decode_clock() -> None:
         wire.decode_clock(clock_hdr)
 
+    clock_payload = wire.decode_clock(clock_hdr).payload
+    assert clock_payload is not None
+
+    def rw_encode_clock() -> None:
+        wire.encode_clock(clock_payload)
+
     # --- OpenTelemetry ------------------------------------------------------------------
     from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
@@ -175,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run("otel    TraceContextTextMapPropagator extract+inject (same ctx)", otel_extract_inject_plain)
     run("raceway extract+inject incl. raceway-clock (zstd decode+encode)", rw_extract_inject_full)
     run("raceway raceway-clock decode only", rw_decode_clock)
+    run("raceway raceway-clock encode only", rw_encode_clock)
     print("-- event capture --")
     for label, sdk in (
         ("raceway track_state, propagation-only (tick+seq)", sdk_prop),

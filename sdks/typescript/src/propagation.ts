@@ -305,10 +305,50 @@ export function decodeClockLines(lines: readonly string[]): ClockResult | null {
   return decodeClock(lines[0]!);
 }
 
-/** zstd level used by the encoder (fast; clock payloads are small). */
+/** zstd level used by the encoder for payloads above {@link CLOCK_STORE_UNCOMPRESSED_UP_TO} bytes. */
 export const CLOCK_ZSTD_LEVEL = 1;
 
-/** `v1;` + base64url-nopad(zstd(JSON)). Falls back to plain JSON only if the zstd module cannot be loaded. */
+/** JSON payloads of at most this many bytes (≈ 8 clock components) are sent as a zstd frame holding one stored
+ * `Raw_Block` instead of being compressed (PROPAGATION.md §3.1): at that size compression saves < 100 bytes while
+ * setting up zstd's entropy tables costs more than the rest of a hop. Larger payloads are compressed. Same value as
+ * the Rust SDK's `raceway::clock_header::STORE_UNCOMPRESSED_UP_TO`. */
+export const CLOCK_STORE_UNCOMPRESSED_UP_TO = 512;
+
+/** A single-segment zstd frame (RFC 8878 §3.1.1) holding `raw` (1–65,791 bytes) in one uncompressed `Raw_Block`:
+ * magic, Frame_Header_Descriptor with Single_Segment_flag (Frame_Content_Size on 1 byte below 256, else on 2 bytes
+ * as `size - 256`), a 3-byte Block_Header (Last_Block = 1, Block_Type = Raw, Block_Size), then the bytes. Every zstd
+ * decoder reads it. */
+export function storedZstdFrame(raw: Uint8Array): Uint8Array {
+  const n = raw.length;
+  if (n === 0 || n >= 256 + 65_536) throw new RangeError(`stored zstd frame: size ${n} out of range`);
+  const small = n < 256;
+  const head = small ? 9 : 10;
+  const frame = new Uint8Array(head + n);
+  frame[0] = 0x28;
+  frame[1] = 0xb5;
+  frame[2] = 0x2f;
+  frame[3] = 0xfd;
+  let i: number;
+  if (small) {
+    frame[4] = 0x20;
+    frame[5] = n;
+    i = 6;
+  } else {
+    frame[4] = 0x60;
+    frame[5] = (n - 256) & 0xff;
+    frame[6] = (n - 256) >>> 8;
+    i = 7;
+  }
+  const blockHeader = (n << 3) | 1;
+  frame[i] = blockHeader & 0xff;
+  frame[i + 1] = (blockHeader >>> 8) & 0xff;
+  frame[i + 2] = (blockHeader >>> 16) & 0xff;
+  frame.set(raw, head);
+  return frame;
+}
+
+/** `v1;` + base64url-nopad(zstd frame(JSON)): a stored frame up to {@link CLOCK_STORE_UNCOMPRESSED_UP_TO} JSON bytes,
+ * a compressed one above. Falls back to plain JSON only if a large payload meets an unloadable zstd module. */
 export function encodeClock(payload: ClockPayload): string {
   const json = JSON.stringify({
     trace_id: payload.trace_id,
@@ -320,13 +360,17 @@ export function encodeClock(payload: ClockPayload): string {
     flags: payload.flags,
   });
   const raw = utf8Encoder.encode(json);
-  const z = zstd();
   let bytes: Uint8Array = raw;
-  if (z) {
-    try {
-      bytes = z.compress(raw, CLOCK_ZSTD_LEVEL);
-    } catch {
-      bytes = raw;
+  if (raw.length <= CLOCK_STORE_UNCOMPRESSED_UP_TO) {
+    bytes = storedZstdFrame(raw);
+  } else {
+    const z = zstd();
+    if (z) {
+      try {
+        bytes = z.compress(raw, CLOCK_ZSTD_LEVEL);
+      } catch {
+        bytes = raw;
+      }
     }
   }
   return `v1;${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url')}`;

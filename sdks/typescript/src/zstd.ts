@@ -4,8 +4,8 @@
 // header is set inside `writeHead`), so the module is compiled and instantiated synchronously here, once, on first
 // use. The export/import names below are the minified names of that exact package version (pinned in
 // package.json); `load()` checks them and reports `null` on any mismatch, in which case the encoder falls back to
-// plain-JSON payloads (which every decoder accepts, PROPAGATION.md §3.1) and the decoder reports `malformed` for
-// zstd frames.
+// plain-JSON payloads for JSON above 512 bytes (smaller payloads are framed as stored zstd frames without libzstd;
+// every decoder accepts both, PROPAGATION.md §3.1) and the decoder reports `malformed` for zstd frames.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';

@@ -88,7 +88,7 @@ describe('raceway_clock.json', () => {
     it(`roundtrip: ${c.name}`, () => {
       const header = encodeClock(c.payload);
       assert.match(header, /^v1;[A-Za-z0-9_-]+$/);
-      // Encoders always compress: the payload is a zstd frame.
+      // Encoders always emit a zstd frame (stored up to CLOCK_STORE_UNCOMPRESSED_UP_TO JSON bytes, else compressed).
       assert.deepEqual([...Buffer.from(header.slice(3), 'base64url').subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd]);
       const r = decodeClock(header);
       assert.ok(r.ok, JSON.stringify(r));

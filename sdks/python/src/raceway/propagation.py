@@ -24,6 +24,8 @@ __all__ = [
     "MAX_TRACESTATE",
     "MAX_TRACESTATE_MEMBERS",
     "MAX_COUNTER",
+    "STORE_UNCOMPRESSED_UP_TO",
+    "stored_zstd_frame",
     "TraceParent",
     "TraceParentResult",
     "TraceStateResult",
@@ -53,6 +55,11 @@ MAX_TRACESTATE_MEMBERS = 32
 MAX_COUNTER = 2**53 - 1
 MAX_FLAGS = 16
 RACEWAY_KEY = "raceway"
+#: ``raceway-clock`` JSON payloads of at most this many bytes (about 8 clock components) are sent as a zstd frame
+#: holding one stored ``Raw_Block`` (no compression, PROPAGATION.md section 3.1): at that size zstd saves < 100 bytes
+#: while its entropy-table setup costs more than the rest of a hop. Larger payloads are compressed. Same value as
+#: the Rust SDK's ``raceway::clock_header::STORE_UNCOMPRESSED_UP_TO``.
+STORE_UNCOMPRESSED_UP_TO = 512
 
 _OWS = " \t"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -417,10 +424,38 @@ def decode_clock_lines(lines: Sequence[str]) -> ClockResult:
     return decode_clock(lines[0])
 
 
+def stored_zstd_frame(raw: bytes) -> bytes:
+    """A single-segment zstd frame (RFC 8878 section 3.1.1) holding ``raw`` in one uncompressed ``Raw_Block``.
+
+    Layout: magic ``28 B5 2F FD``; Frame_Header_Descriptor with Single_Segment_flag and Frame_Content_Size on 1 byte
+    below 256 bytes (``0x20, n``), else on 2 bytes as ``n - 256`` little-endian (``0x60``); a 3-byte little-endian
+    Block_Header ``(n << 3) | 1`` (Last_Block, Block_Type Raw); the bytes. Every zstd decoder reads it.
+    Raises ``ValueError`` unless ``0 < len(raw) < 256 + 65536``.
+    """
+    n = len(raw)
+    if n < 256:
+        if n == 0:
+            raise ValueError("stored zstd frame: empty payload")
+        head = b"\x28\xb5\x2f\xfd\x20" + bytes((n,))
+    elif n < 256 + 65536:
+        head = b"\x28\xb5\x2f\xfd\x60" + (n - 256).to_bytes(2, "little")
+    else:
+        raise ValueError(f"stored zstd frame: {n} bytes is too large")
+    return head + ((n << 3) | 1).to_bytes(3, "little") + raw
+
+
 def encode_clock(payload: ClockPayload) -> str:
-    """Encode a payload as ``v1;`` + base64url-nopad(zstd(JSON)). Never raises for valid payloads."""
+    """Encode a payload as ``v1;`` + base64url-nopad(zstd frame(JSON)). Never raises for valid payloads.
+
+    JSON of at most :data:`STORE_UNCOMPRESSED_UP_TO` bytes is framed uncompressed (:func:`stored_zstd_frame`),
+    larger JSON is compressed.
+    """
     raw = json.dumps(payload.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return "v1;" + base64.urlsafe_b64encode(_zstd()[0].compress(raw)).rstrip(b"=").decode("ascii")
+    if len(raw) <= STORE_UNCOMPRESSED_UP_TO:
+        frame = stored_zstd_frame(raw)
+    else:
+        frame = _zstd()[0].compress(raw)
+    return "v1;" + base64.urlsafe_b64encode(frame).rstrip(b"=").decode("ascii")
 
 
 # --------------------------------------------------------------------------- whole request
