@@ -38,15 +38,15 @@ async fn suite(store: Arc<dyn Store>) {
 async fn idempotent_ingest(store: &dyn Store) {
     let t = Uuid::new_v4();
     let events = batch_for(t, 0);
-    let out = store.ingest(&ingestable(&events), true).await.unwrap();
+    let out = store.ingest(ingestable(&events), true).await.unwrap();
     assert_eq!((out.accepted, out.duplicates), (22, 0));
-    let again = store.ingest(&ingestable(&events), true).await.unwrap();
+    let again = store.ingest(ingestable(&events), true).await.unwrap();
     assert_eq!((again.accepted, again.duplicates), (0, 22));
     // Repeats within one batch count as duplicates too.
     let t2 = Uuid::new_v4();
     let mut twice = batch_for(t2, 0);
     twice.extend(batch_for(t2, 0).into_iter().take(5));
-    let out = store.ingest(&ingestable(&twice), true).await.unwrap();
+    let out = store.ingest(ingestable(&twice), true).await.unwrap();
     assert_eq!((out.accepted, out.duplicates), (22, 5));
 
     let stored = store.events(&[t]).await.unwrap();
@@ -72,7 +72,7 @@ async fn idempotent_ingest(store: &dyn Store) {
 async fn spans_and_edges(store: &dyn Store) {
     let t = Uuid::new_v4();
     store
-        .ingest(&ingestable(&batch_for(t, 0)), true)
+        .ingest(ingestable(&batch_for(t, 0)), true)
         .await
         .unwrap();
     let spans = store.spans(&[t]).await.unwrap();
@@ -112,12 +112,12 @@ async fn spans_and_edges(store: &dyn Store) {
 async fn order_independent_merge(store: &dyn Store) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     store
-        .ingest(&ingestable(&batch_for(a, 0)), true)
+        .ingest(ingestable(&batch_for(a, 0)), true)
         .await
         .unwrap();
     // Same events for trace b, one event per batch, in reverse order.
     for e in batch_for(b, 0).into_iter().rev() {
-        store.ingest(&ingestable(&[e]), true).await.unwrap();
+        store.ingest(ingestable(&[e]), true).await.unwrap();
     }
     let strip = |mut v: Vec<raceway_backend::storage::SpanRecord>| {
         v.iter_mut().for_each(|s| s.trace_id = Uuid::nil());
@@ -147,7 +147,7 @@ async fn listing_and_paging(store: &dyn Store) {
         if i == 0 {
             evs.truncate(10);
         }
-        store.ingest(&ingestable(&evs), true).await.unwrap();
+        store.ingest(ingestable(&evs), true).await.unwrap();
     }
     let mut seen = Vec::new();
     let mut q = TraceQuery {
@@ -240,7 +240,7 @@ async fn header_loss_links(store: &dyn Store) {
             c.trace_id = b;
         }
     }
-    store.ingest(&ingestable(&events), true).await.unwrap();
+    store.ingest(ingestable(&events), true).await.unwrap();
     assert_eq!(store.traces_linking_to(b).await.unwrap(), vec![a]);
     assert!(store.traces_linking_to(a).await.unwrap().is_empty());
     let edges = store.edges(&[a]).await.unwrap();
@@ -251,7 +251,7 @@ async fn header_loss_links(store: &dyn Store) {
 async fn race_count_cache(store: &dyn Store) {
     let t = Uuid::new_v4();
     let evs = batch_for(t, 0);
-    store.ingest(&ingestable(&evs[..10]), true).await.unwrap();
+    store.ingest(ingestable(&evs[..10]), true).await.unwrap();
     assert_eq!(
         store.trace_summary(t).await.unwrap().unwrap().race_count,
         None
@@ -261,7 +261,7 @@ async fn race_count_cache(store: &dyn Store) {
         store.trace_summary(t).await.unwrap().unwrap().race_count,
         Some(3)
     );
-    store.ingest(&ingestable(&evs[10..]), true).await.unwrap();
+    store.ingest(ingestable(&evs[10..]), true).await.unwrap();
     assert_eq!(
         store.trace_summary(t).await.unwrap().unwrap().race_count,
         None,
@@ -272,7 +272,7 @@ async fn race_count_cache(store: &dyn Store) {
 async fn no_derivation_when_disabled(store: &dyn Store) {
     let t = Uuid::new_v4();
     let out = store
-        .ingest(&ingestable(&batch_for(t, 0)), false)
+        .ingest(ingestable(&batch_for(t, 0)), false)
         .await
         .unwrap();
     assert_eq!(out.accepted, 22);
@@ -285,11 +285,11 @@ async fn retention(store: &dyn Store) {
     let young = Uuid::new_v4();
     let far_past = -1_500_000_000 * SEC; // 1978: older than anything else in the suite
     store
-        .ingest(&ingestable(&batch_for(old, far_past)), true)
+        .ingest(ingestable(&batch_for(old, far_past)), true)
         .await
         .unwrap();
     store
-        .ingest(&ingestable(&batch_for(young, 0)), true)
+        .ingest(ingestable(&batch_for(young, 0)), true)
         .await
         .unwrap();
     let cutoff = 1_262_304_000 * SEC; // 2010-01-01, absolute

@@ -1,9 +1,12 @@
 //! `POST /v1/events`.
 //!
 //! Order of checks: admission (429 when `ingest_concurrency + ingest_queue` batches are already in the
-//! server), body size (413 naming the limit), JSON shape (400), then each event on its own (deserialised from
-//! its own JSON text, then [`raceway::Event::validate`]): invalid ones are reported by index, the valid ones are
-//! stored in one transaction, and the answer is sent after the commit. A storage failure answers 503 with
+//! server), body size (413 naming the limit), JSON shape (400), then each event on its own (parsed from its own
+//! JSON text into a borrowed view that checks exactly what `Event` deserialisation and
+//! [`raceway::Event::validate`] check, see [`crate::storage::view`]): invalid ones are reported by index, the
+//! valid ones are
+//! stored in one transaction (durable stores may share it with concurrent batches: group commit), and the
+//! answer is sent after the commit. A storage failure or a full storage write queue answers 503 with
 //! `Retry-After` (nothing of the batch was stored).
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{error, overloaded, AppState};
-use crate::storage::IngestEvent;
+use crate::storage::view::Interner;
+use crate::storage::{IngestEvent, StoreError};
 
 /// Largest event JSON (spec/EVENTS.md, limits).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -60,6 +64,7 @@ pub fn parse_batch(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), Str
     })?;
     let mut ok = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
+    let mut names = Interner::default();
     for (index, raw) in batch.events.into_iter().enumerate() {
         let text = raw.get();
         if text.len() > MAX_EVENT_BYTES {
@@ -72,21 +77,9 @@ pub fn parse_batch(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), Str
             });
             continue;
         }
-        match serde_json::from_str::<raceway::Event>(text) {
-            Err(e) => rejected.push(Rejected {
-                index,
-                reason: e.to_string(),
-            }),
-            Ok(event) => match event.validate() {
-                Err(e) => rejected.push(Rejected {
-                    index,
-                    reason: e.to_string(),
-                }),
-                Ok(()) => ok.push(IngestEvent {
-                    event: Arc::new(event),
-                    json: text.into(),
-                }),
-            },
+        match IngestEvent::parse(text, &mut names) {
+            Ok(e) => ok.push(e),
+            Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
     Ok((ok, rejected))
@@ -132,19 +125,24 @@ pub async fn ingest(State(st): State<Arc<AppState>>, req: Request) -> Response {
     m.queue_depth.fetch_add(1, Relaxed);
     let permit = st.workers.acquire().await;
     m.queue_depth.fetch_sub(1, Relaxed);
-    let Ok(_worker) = permit else {
+    let Ok(worker) = permit else {
         return overloaded(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     m.inflight.fetch_add(1, Relaxed);
-    let resp = process(&st, &body).await;
+    let resp = process(&st, &body, worker).await;
     m.inflight.fetch_sub(1, Relaxed);
     m.observe_latency(started.elapsed());
     resp
 }
 
-async fn process(st: &AppState, body: &[u8]) -> Response {
+async fn process(st: &AppState, body: &[u8], worker: tokio::sync::SemaphorePermit<'_>) -> Response {
     let m = &st.metrics;
-    let (events, rejected) = match parse_batch(body) {
+    let parsed = parse_batch(body);
+    // The worker slot bounds parsing (CPU); waiting for a durable commit must not hold it, or the number of
+    // batches a group commit can gather would be capped by `ingest_concurrency`. Admission still bounds the
+    // batches in the server.
+    drop(worker);
+    let (events, rejected) = match parsed {
         Ok(v) => v,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
@@ -152,12 +150,15 @@ async fn process(st: &AppState, body: &[u8]) -> Response {
     let outcome = if events.is_empty() {
         Default::default()
     } else {
-        match st
-            .store
-            .ingest(&events, st.config.distributed_tracing)
-            .await
-        {
+        match st.store.ingest(events, st.config.distributed_tracing).await {
             Ok(o) => o,
+            Err(StoreError::Overloaded) => {
+                m.overloaded.fetch_add(1, Relaxed);
+                return overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the storage write queue is full, nothing of this batch was stored; retry later",
+                );
+            }
             Err(e) => {
                 tracing::error!(error = %e, "storing a batch failed");
                 m.storage_errors.fetch_add(1, Relaxed);

@@ -297,6 +297,14 @@ fn generate(n: usize) -> Vec<Event> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    eprintln!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    eprintln!(
+        "config: url={} events={} batch={} concurrency={} (HTTP/1.1 keep-alive, bodies built before timing)",
+        args.url, args.events, args.batch, args.concurrency
+    );
     let t = Instant::now();
     let events = generate(args.events);
     let batches: Vec<bytes_body::Body> = events

@@ -11,11 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use raceway::{Event, EventKind, SpanKind};
+use raceway::SpanKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::span_hex;
+use super::{span_hex, IngestEvent, SpanFacts};
 
 /// A span as stored in `distributed_spans`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +137,7 @@ fn span_kind_name(k: SpanKind) -> &'static str {
 
 /// Derives the span and edge rows of a batch, one row per key (merged), sorted by key.
 pub fn derive<'a>(
-    events: impl IntoIterator<Item = &'a Event>,
+    events: impl IntoIterator<Item = &'a IngestEvent>,
 ) -> (Vec<SpanRecord>, Vec<EdgeRecord>) {
     let mut spans: BTreeMap<(Uuid, [u8; 8]), SpanRecord> = BTreeMap::new();
     let mut edges: BTreeMap<(Uuid, [u8; 8]), EdgeRecord> = BTreeMap::new();
@@ -155,14 +155,13 @@ pub fn derive<'a>(
         if s.parent_span_id.is_none() && e.parent_span_id.is_some() {
             s.parent_span_id = e.parent_span_id.as_ref().map(span_hex);
         }
-        let ts = e.timestamp.0;
-        match &e.kind {
-            EventKind::SpanStart {
+        let ts = e.timestamp_ns;
+        match &e.facts {
+            SpanFacts::Start {
                 operation,
                 span_kind,
-                ..
             } => {
-                s.operation = Some(operation.clone());
+                s.operation = Some(operation.to_string());
                 s.span_kind = Some(span_kind_name(*span_kind).to_string());
                 s.start_ns = Some(ts);
                 if let (SpanKind::Server | SpanKind::Consumer, Some(parent)) =
@@ -178,35 +177,34 @@ pub fn derive<'a>(
                     merge_edge(&mut edges, (e.trace_id, parent.0), edge);
                 }
             }
-            EventKind::SpanEnd {
+            SpanFacts::End {
                 operation,
                 status_code,
                 error,
             } => {
-                s.operation = Some(operation.clone());
+                s.operation = Some(operation.to_string());
                 s.end_ns = Some(ts);
                 if status_code.is_some() {
                     s.status_code = *status_code;
                 }
                 s.error = Some(*error);
             }
-            EventKind::OutboundCall {
+            SpanFacts::Call {
                 child_span_id,
                 protocol,
-                ..
             } => {
                 let edge = EdgeRecord {
                     trace_id: e.trace_id,
                     call_id: span_hex(child_span_id),
                     from_span: Some(s.span_id.clone()),
                     caller_service: Some(e.service.to_string()),
-                    protocol: Some(protocol.clone()),
+                    protocol: Some(protocol.to_string()),
                     start_ns: Some(ts),
                     ..Default::default()
                 };
                 merge_edge(&mut edges, (e.trace_id, child_span_id.0), edge);
             }
-            EventKind::OutboundResponse {
+            SpanFacts::Response {
                 child_span_id,
                 status,
                 error,
@@ -219,19 +217,19 @@ pub fn derive<'a>(
                     caller_service: Some(e.service.to_string()),
                     end_ns: Some(ts),
                     status: *status,
-                    error: Some(error.is_some() || status.is_some_and(|s| s >= 500)),
+                    error: Some(*error || status.is_some_and(|s| s >= 500)),
                     ..Default::default()
                 };
-                if let Some(c) = callee {
-                    edge.to_span = Some(span_hex(&c.span_id));
-                    edge.callee_service = c.service.clone();
-                    if c.trace_id != e.trace_id {
-                        edge.callee_trace_id = Some(c.trace_id);
+                if let Some((trace_id, span_id, service)) = callee {
+                    edge.to_span = Some(span_hex(span_id));
+                    edge.callee_service = service.clone();
+                    if *trace_id != e.trace_id {
+                        edge.callee_trace_id = Some(*trace_id);
                     }
                 }
                 merge_edge(&mut edges, (e.trace_id, child_span_id.0), edge);
             }
-            _ => {}
+            SpanFacts::None => {}
         }
     }
     (spans.into_values().collect(), edges.into_values().collect())

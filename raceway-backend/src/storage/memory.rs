@@ -1,7 +1,9 @@
 //! In-process store (DashMap per trace), same semantics as the SQL stores, lost on exit.
+//!
+//! Like the SQL stores it keeps each event's JSON text and parses it when read: ingestion never builds an
+//! `Event` (see [`view`](super::view)).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use dashmap::DashMap;
 use futures::future::BoxFuture;
@@ -13,7 +15,8 @@ use super::*;
 
 #[derive(Default)]
 struct TraceEntry {
-    events: Vec<Arc<Event>>,
+    /// The events' JSON texts, parsed when read.
+    events: Vec<Box<str>>,
     keys: HashSet<([u8; 8], Uuid)>,
     first_ns: i64,
     last_ns: i64,
@@ -51,50 +54,61 @@ impl MemoryStore {
         }
     }
 
-    fn ingest_sync(&self, events: &[IngestEvent], derive_spans: bool) -> IngestOutcome {
-        let mut by_trace: BTreeMap<Uuid, Vec<&IngestEvent>> = BTreeMap::new();
-        for e in events {
-            by_trace.entry(e.event.trace_id).or_default().push(e);
-        }
+    fn ingest_sync(&self, mut events: Vec<IngestEvent>, derive_spans: bool) -> IngestOutcome {
+        let (spans, edges) = if derive_spans {
+            derive::derive(events.iter())
+        } else {
+            Default::default()
+        };
+        // Stable: events of a trace keep their order. Spans and edges come sorted by trace already.
+        events.sort_by_key(|e| e.trace_id);
+        let (mut spans, mut edges) = (spans.into_iter().peekable(), edges.into_iter().peekable());
         let mut out = IngestOutcome::default();
-        for (tid, evs) in by_trace {
+        let mut rest = &mut events[..];
+        while let Some(first) = rest.first() {
+            let tid = first.trace_id;
+            let n = rest.iter().take_while(|e| e.trace_id == tid).count();
+            let (evs, tail) = rest.split_at_mut(n);
+            rest = tail;
             let mut entry = self.traces.entry(tid).or_insert_with(|| TraceEntry {
                 first_ns: i64::MAX,
                 last_ns: i64::MIN,
                 ..Default::default()
             });
             let t = entry.value_mut();
-            for ie in &evs {
-                let e = &ie.event;
+            for e in evs {
                 if !t.keys.insert((e.span_id.0, e.id)) {
                     out.duplicates += 1;
                     continue;
                 }
                 out.accepted += 1;
-                t.first_ns = t.first_ns.min(e.timestamp.0);
-                t.last_ns = t.last_ns.max(e.timestamp.0);
-                *t.services.entry(e.service.to_string()).or_default() += 1;
-                t.events.push(ie.event.clone());
-            }
-            if derive_spans {
-                let (spans, edges) = derive::derive(evs.iter().map(|ie| &*ie.event));
-                for s in spans {
-                    match t.spans.get_mut(&s.span_id) {
-                        Some(old) => old.merge(s),
-                        None => {
-                            t.spans.insert(s.span_id.clone(), s);
-                        }
+                t.first_ns = t.first_ns.min(e.timestamp_ns);
+                t.last_ns = t.last_ns.max(e.timestamp_ns);
+                match t.services.get_mut(&*e.service) {
+                    Some(c) => *c += 1,
+                    None => {
+                        t.services.insert(e.service.to_string(), 1);
                     }
                 }
-                for e in edges {
-                    if let Some(callee) = e.callee_trace_id {
-                        self.links.entry(callee).or_default().insert(tid);
+                // The batch is ours: move the text instead of copying it.
+                t.events.push(std::mem::take(&mut e.json));
+            }
+            while let Some(s) = spans.next_if(|s| s.trace_id == tid) {
+                match t.spans.get_mut(&s.span_id) {
+                    Some(old) => old.merge(s),
+                    None => {
+                        t.spans.insert(s.span_id.clone(), s);
                     }
-                    match t.edges.get_mut(&e.call_id) {
-                        Some(old) => old.merge(e),
-                        None => {
-                            t.edges.insert(e.call_id.clone(), e);
-                        }
+                }
+            }
+            while let Some(e) = edges.next_if(|e| e.trace_id == tid) {
+                if let Some(callee) = e.callee_trace_id {
+                    self.links.entry(callee).or_default().insert(tid);
+                }
+                match t.edges.get_mut(&e.call_id) {
+                    Some(old) => old.merge(e),
+                    None => {
+                        t.edges.insert(e.call_id.clone(), e);
                     }
                 }
             }
@@ -112,11 +126,11 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    fn ingest<'a>(
-        &'a self,
-        events: &'a [IngestEvent],
+    fn ingest(
+        &self,
+        events: Vec<IngestEvent>,
         derive_spans: bool,
-    ) -> BoxFuture<'a, StoreResult<IngestOutcome>> {
+    ) -> BoxFuture<'_, StoreResult<IngestOutcome>> {
         ready(self.ingest_sync(events, derive_spans))
     }
 
@@ -124,7 +138,18 @@ impl Store for MemoryStore {
         let mut out = Vec::new();
         for id in trace_ids {
             if let Some(t) = self.traces.get(id) {
-                out.extend(t.events.iter().map(|e| (**e).clone()));
+                out.reserve(t.events.len());
+                for json in &t.events {
+                    match serde_json::from_str(json) {
+                        Ok(e) => out.push(e),
+                        Err(e) => {
+                            return futures::future::ready(Err(StoreError::Corrupt(format!(
+                                "event body: {e}"
+                            ))))
+                            .boxed()
+                        }
+                    }
+                }
             }
         }
         ready(out)

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod derive;
+pub mod group;
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;
+pub mod view;
 
 pub use derive::{EdgeRecord, SpanRecord};
 
@@ -26,6 +28,12 @@ pub enum StoreError {
     /// Database failure.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// SQLite failure in the ingest writer.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store's write queue is full: retry later (nothing of the batch was stored).
+    #[error("the store's write queue is full")]
+    Overloaded,
     /// Migration failure.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -40,13 +48,83 @@ pub enum StoreError {
 /// Result alias.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// One validated event ready to store: the event and its JSON text (stored verbatim by the SQL stores).
+/// One validated event ready to store: its JSON text (stored verbatim, parsed into an [`Event`] when read) and
+/// the fields storage needs. Built by [`IngestEvent::parse`] (a borrowed, validating view: see [`view`]).
 #[derive(Debug, Clone)]
 pub struct IngestEvent {
-    /// The parsed event (shared: the memory store keeps it without copying).
-    pub event: Arc<Event>,
-    /// Its JSON text.
+    /// Trace.
+    pub trace_id: Uuid,
+    /// Span.
+    pub span_id: raceway::SpanId,
+    /// Event id (`(trace_id, span_id, id)` is the idempotency key).
+    pub id: Uuid,
+    /// The span's parent.
+    pub parent_span_id: Option<raceway::SpanId>,
+    /// Service (shared within a request body).
+    pub service: Arc<str>,
+    /// Instance (shared within a request body).
+    pub instance: Arc<str>,
+    /// Timestamp, ns.
+    pub timestamp_ns: i64,
+    /// What spans and edges are derived from.
+    pub facts: SpanFacts,
+    /// The event's JSON text.
     pub json: Box<str>,
+}
+
+impl IngestEvent {
+    /// Serialises an event and parses it back as ingestion does (tests, tools).
+    pub fn from_event(e: &Event) -> Result<Self, String> {
+        let json = serde_json::to_string(e).map_err(|e| e.to_string())?;
+        Self::parse(&json, &mut view::Interner::default())
+    }
+
+    /// The event, parsed from its JSON text.
+    pub fn to_event(&self) -> StoreResult<Event> {
+        serde_json::from_str(&self.json)
+            .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+    }
+}
+
+/// The parts of an event's kind that spans and edges are derived from (see [`derive`](mod@derive)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanFacts {
+    /// Contributes only its span's identity (service, instance, parent).
+    None,
+    /// `span_start`.
+    Start {
+        /// Operation.
+        operation: Box<str>,
+        /// Span kind.
+        span_kind: raceway::SpanKind,
+    },
+    /// `span_end`.
+    End {
+        /// Operation.
+        operation: Box<str>,
+        /// Status code.
+        status_code: Option<i64>,
+        /// Error flag.
+        error: bool,
+    },
+    /// `outbound_call`.
+    Call {
+        /// The call id.
+        child_span_id: raceway::SpanId,
+        /// Protocol.
+        protocol: Box<str>,
+    },
+    /// `outbound_response`.
+    Response {
+        /// The call id.
+        child_span_id: raceway::SpanId,
+        /// Status.
+        status: Option<i64>,
+        /// A transport error was reported.
+        error: bool,
+        /// The callee's trace, span and service.
+        callee: Option<(Uuid, raceway::SpanId, Option<String>)>,
+    },
 }
 
 /// What a batch did.
@@ -107,12 +185,13 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// Stores a batch: events (idempotently), trace summaries and, when `derive_spans`, spans and edges.
-    /// Durable stores return only after the batch's single transaction committed.
-    fn ingest<'a>(
-        &'a self,
-        events: &'a [IngestEvent],
+    /// Durable stores return only after the transaction holding the batch committed (all of the batch or none
+    /// of it; concurrent batches may share that transaction, see [`group`]).
+    fn ingest(
+        &self,
+        events: Vec<IngestEvent>,
         derive_spans: bool,
-    ) -> BoxFuture<'a, StoreResult<IngestOutcome>>;
+    ) -> BoxFuture<'_, StoreResult<IngestOutcome>>;
 
     /// All events of the given traces (any order).
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>>;
@@ -208,17 +287,7 @@ pub async fn open(spec: &StorageSpec) -> StoreResult<Arc<dyn Store>> {
     })
 }
 
-/// Sorts and removes repeated `(trace_id, span_id, id)` keys; returns the unique events and the repeat count.
-pub(crate) fn dedup_batch(events: &[IngestEvent]) -> (Vec<&IngestEvent>, u64) {
-    let mut v: Vec<&IngestEvent> = events.iter().collect();
-    v.sort_unstable_by_key(|e| key(&e.event));
-    let before = v.len();
-    v.dedup_by(|a, b| key(&a.event) == key(&b.event));
-    let repeats = (before - v.len()) as u64;
-    (v, repeats)
-}
-
-pub(crate) fn key(e: &Event) -> (Uuid, [u8; 8], Uuid) {
+pub(crate) fn key(e: &IngestEvent) -> (Uuid, [u8; 8], Uuid) {
     (e.trace_id, e.span_id.0, e.id)
 }
 
@@ -233,8 +302,8 @@ pub(crate) struct TraceDelta {
 }
 
 /// Aggregates newly inserted `(trace_id, service, ts)` rows per trace, sorted by trace id.
-pub(crate) fn trace_deltas(
-    rows: impl IntoIterator<Item = (Uuid, String, i64)>,
+pub(crate) fn trace_deltas<S: AsRef<str>>(
+    rows: impl IntoIterator<Item = (Uuid, S, i64)>,
 ) -> Vec<(Uuid, TraceDelta)> {
     let mut map: std::collections::BTreeMap<
         Uuid,
@@ -254,7 +323,12 @@ pub(crate) fn trace_deltas(
         d.first_ns = d.first_ns.min(ts);
         d.last_ns = d.last_ns.max(ts);
         d.count += 1;
-        *svc.entry(s).or_default() += 1;
+        match svc.get_mut(s.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                svc.insert(s.as_ref().to_owned(), 1);
+            }
+        }
     }
     map.into_iter()
         .map(|(t, (mut d, svc))| {

@@ -2,6 +2,8 @@
 //! that the analysis depends on, except the anomaly baselines, which each process learns on its own).
 //! Batches are written with `INSERT ... SELECT FROM UNNEST($1, $2, ...)`: one statement per table per batch.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -17,22 +19,254 @@ use super::*;
 /// The Postgres store.
 pub struct PgStore {
     pool: PgPool,
+    queue: group::Queue,
+}
+
+type SharedReceiver = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<group::Pending>>>;
+
+/// One writer: takes a group from the shared queue (the lock is held only while draining), writes it in one
+/// transaction; on failure retries each batch alone. Stops when the store is dropped.
+async fn run_writer(pool: PgPool, rx: SharedReceiver) {
+    loop {
+        let batches = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            group::drain(first, &mut rx)
+        };
+        match write_group(&pool, &batches).await {
+            Ok(outcomes) => group::answer(batches, Ok(outcomes)),
+            Err(e) if batches.len() == 1 => {
+                tracing::warn!(error = %e, "Postgres batch failed");
+                group::answer(batches, Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, batches = batches.len(), "Postgres group failed; retrying batch by batch");
+                for p in batches {
+                    let r = write_group(&pool, std::slice::from_ref(&p)).await;
+                    group::answer(vec![p], r);
+                }
+            }
+        }
+    }
+}
+
+/// Writes a group of batches in one transaction, one `INSERT ... SELECT FROM UNNEST(...)` per table; returns
+/// the outcome of each batch. Rows go in key order, so concurrent writers lock rows in the same order (no
+/// deadlocks between groups that share keys).
+async fn write_group(pool: &PgPool, batches: &[group::Pending]) -> StoreResult<Vec<IngestOutcome>> {
+    let mut plan = group::Plan::new(batches.iter().map(|p| &p.events[..]));
+    let mut order: Vec<usize> = (0..plan.rows.len()).collect();
+    order.sort_unstable_by_key(|&i| key(plan.rows[i].0));
+    let n = order.len();
+    let mut trace_ids = Vec::with_capacity(n);
+    let mut span_ids = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut services: Vec<&str> = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut bodies: Vec<&str> = Vec::with_capacity(n);
+    let mut index: HashMap<(Uuid, [u8; 8], Uuid), usize> = HashMap::with_capacity(n);
+    for &i in &order {
+        let e = plan.rows[i].0;
+        trace_ids.push(e.trace_id);
+        span_ids.push(span_hex(&e.span_id));
+        event_ids.push(e.id);
+        services.push(&e.service);
+        ts.push(e.timestamp_ns);
+        bodies.push(&e.json);
+        index.insert(key(e), i);
+    }
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int8[], $6::text[]) \
+         ON CONFLICT DO NOTHING RETURNING trace_id, span_id, event_id",
+    )
+    .bind(&trace_ids)
+    .bind(&span_ids)
+    .bind(&event_ids)
+    .bind(&services)
+    .bind(&ts)
+    .bind(&bodies)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut stored = vec![false; plan.rows.len()];
+    for r in rows {
+        let span: &str = r.try_get(1)?;
+        let span: raceway::SpanId = span
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("span id {span:?}: {e}")))?;
+        let k = (r.try_get::<Uuid, _>(0)?, span.0, r.try_get::<Uuid, _>(2)?);
+        let i = *index
+            .get(&k)
+            .ok_or_else(|| StoreError::Corrupt("INSERT returned a key it was not given".into()))?;
+        stored[i] = true;
+    }
+    let mut inserted = Vec::with_capacity(plan.rows.len());
+    for (i, &new) in stored.iter().enumerate() {
+        plan.record(i, new);
+        if new {
+            let e = plan.rows[i].0;
+            inserted.push((e.trace_id, &*e.service, e.timestamp_ns));
+        }
+    }
+    let deltas = trace_deltas(inserted);
+    if !deltas.is_empty() {
+        let t: Vec<Uuid> = deltas.iter().map(|(t, _)| *t).collect();
+        let f: Vec<i64> = deltas.iter().map(|(_, d)| d.first_ns).collect();
+        let l: Vec<i64> = deltas.iter().map(|(_, d)| d.last_ns).collect();
+        let c: Vec<i64> = deltas.iter().map(|(_, d)| d.count as i64).collect();
+        sqlx::query(
+            "INSERT INTO traces (trace_id, first_ns, last_ns, event_count) \
+             SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) \
+             ON CONFLICT (trace_id) DO UPDATE SET first_ns = LEAST(traces.first_ns, excluded.first_ns), \
+             last_ns = GREATEST(traces.last_ns, excluded.last_ns), \
+             event_count = traces.event_count + excluded.event_count",
+        )
+        .bind(&t)
+        .bind(&f)
+        .bind(&l)
+        .bind(&c)
+        .execute(&mut *tx)
+        .await?;
+        let mut st = Vec::new();
+        let mut ss: Vec<&str> = Vec::new();
+        let mut sc = Vec::new();
+        for (t, d) in &deltas {
+            for (s, n) in &d.services {
+                st.push(*t);
+                ss.push(s);
+                sc.push(*n as i64);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO trace_services (trace_id, service, event_count) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) \
+             ON CONFLICT (trace_id, service) DO UPDATE SET \
+             event_count = trace_services.event_count + excluded.event_count",
+        )
+        .bind(&st)
+        .bind(&ss)
+        .bind(&sc)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let derived = order
+        .iter()
+        .map(|&i| plan.rows[i])
+        .filter(|(_, b)| batches[*b].derive_spans)
+        .map(|(e, _)| e);
+    let (spans, edges) = derive::derive(derived);
+    write_spans_edges(&mut tx, &spans, &edges).await?;
+    tx.commit().await?;
+    Ok(plan.outcomes)
+}
+
+async fn write_spans_edges(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    spans: &[SpanRecord],
+    edges: &[EdgeRecord],
+) -> StoreResult<()> {
+    if !spans.is_empty() {
+        let q = format!(
+            "INSERT INTO distributed_spans (trace_id, span_id, parent_span_id, service, instance, \
+             operation, span_kind, start_ns, end_ns, status_code, error) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::bool[]) \
+             ON CONFLICT (trace_id, span_id) DO UPDATE SET {}",
+            coalesce_set(
+                "distributed_spans",
+                &[
+                    "parent_span_id",
+                    "service",
+                    "instance",
+                    "operation",
+                    "span_kind",
+                    "start_ns",
+                    "end_ns",
+                    "status_code",
+                    "error",
+                ]
+            )
+        );
+        sqlx::query(&q)
+            .bind(spans.iter().map(|s| s.trace_id).collect::<Vec<_>>())
+            .bind(spans.iter().map(|s| s.span_id.clone()).collect::<Vec<_>>())
+            .bind(
+                spans
+                    .iter()
+                    .map(|s| s.parent_span_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(spans.iter().map(|s| s.service.clone()).collect::<Vec<_>>())
+            .bind(spans.iter().map(|s| s.instance.clone()).collect::<Vec<_>>())
+            .bind(
+                spans
+                    .iter()
+                    .map(|s| s.operation.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                spans
+                    .iter()
+                    .map(|s| s.span_kind.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(spans.iter().map(|s| s.start_ns).collect::<Vec<_>>())
+            .bind(spans.iter().map(|s| s.end_ns).collect::<Vec<_>>())
+            .bind(spans.iter().map(|s| s.status_code).collect::<Vec<_>>())
+            .bind(spans.iter().map(|s| s.error).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !edges.is_empty() {
+        let q = format!(
+            "INSERT INTO distributed_edges (trace_id, call_id, from_span, to_span, caller_service, \
+             callee_service, callee_trace_id, protocol, start_ns, end_ns, status, error) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::uuid[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bool[]) \
+             ON CONFLICT (trace_id, call_id) DO UPDATE SET {}",
+            coalesce_set("distributed_edges", EDGE_COLS)
+        );
+        sqlx::query(&q)
+            .bind(edges.iter().map(|e| e.trace_id).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.call_id.clone()).collect::<Vec<_>>())
+            .bind(
+                edges
+                    .iter()
+                    .map(|e| e.from_span.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(edges.iter().map(|e| e.to_span.clone()).collect::<Vec<_>>())
+            .bind(
+                edges
+                    .iter()
+                    .map(|e| e.caller_service.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                edges
+                    .iter()
+                    .map(|e| e.callee_service.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(edges.iter().map(|e| e.callee_trace_id).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.protocol.clone()).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.start_ns).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.end_ns).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.status).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.error).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 impl PgStore {
-    /// Connects and migrates. Pool size: `RACEWAY_PG_POOL` (default 16).
+    /// Connects, migrates and starts the ingest writers. Pool size: `RACEWAY_PG_POOL` (default 16); writers
+    /// (each commits one group of queued batches at a time, so one group is being written while another
+    /// waits for its commit's WAL flush): `RACEWAY_PG_WRITERS` (default 2).
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let max = std::env::var("RACEWAY_PG_POOL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(16);
-        let pool = PgPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Self::connect_with_queue(url, group::DEFAULT_QUEUE_BATCHES).await
     }
 
     /// The pool (tests).
@@ -40,192 +274,29 @@ impl PgStore {
         &self.pool
     }
 
-    async fn ingest_impl(
-        &self,
-        events: &[IngestEvent],
-        derive_spans: bool,
-    ) -> StoreResult<IngestOutcome> {
-        let (unique, repeats) = dedup_batch(events);
-        let n = unique.len();
-        let mut trace_ids = Vec::with_capacity(n);
-        let mut span_ids = Vec::with_capacity(n);
-        let mut event_ids = Vec::with_capacity(n);
-        let mut services: Vec<&str> = Vec::with_capacity(n);
-        let mut ts = Vec::with_capacity(n);
-        let mut bodies: Vec<&str> = Vec::with_capacity(n);
-        for e in &unique {
-            trace_ids.push(e.event.trace_id);
-            span_ids.push(span_hex(&e.event.span_id));
-            event_ids.push(e.event.id);
-            services.push(&e.event.service);
-            ts.push(e.event.timestamp.0);
-            bodies.push(&e.json);
-        }
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int8[], $6::text[]) \
-             ON CONFLICT DO NOTHING RETURNING trace_id, service, ts_ns",
-        )
-        .bind(&trace_ids)
-        .bind(&span_ids)
-        .bind(&event_ids)
-        .bind(&services)
-        .bind(&ts)
-        .bind(&bodies)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut inserted = Vec::with_capacity(rows.len());
-        for r in rows {
-            inserted.push((
-                r.try_get::<Uuid, _>(0)?,
-                r.try_get::<String, _>(1)?,
-                r.try_get::<i64, _>(2)?,
-            ));
-        }
-        let accepted = inserted.len() as u64;
-        let duplicates = repeats + (n as u64 - accepted);
-        let deltas = trace_deltas(inserted);
-        if !deltas.is_empty() {
-            let t: Vec<Uuid> = deltas.iter().map(|(t, _)| *t).collect();
-            let f: Vec<i64> = deltas.iter().map(|(_, d)| d.first_ns).collect();
-            let l: Vec<i64> = deltas.iter().map(|(_, d)| d.last_ns).collect();
-            let c: Vec<i64> = deltas.iter().map(|(_, d)| d.count as i64).collect();
-            sqlx::query(
-                "INSERT INTO traces (trace_id, first_ns, last_ns, event_count) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) \
-                 ON CONFLICT (trace_id) DO UPDATE SET first_ns = LEAST(traces.first_ns, excluded.first_ns), \
-                 last_ns = GREATEST(traces.last_ns, excluded.last_ns), \
-                 event_count = traces.event_count + excluded.event_count",
-            )
-            .bind(&t)
-            .bind(&f)
-            .bind(&l)
-            .bind(&c)
-            .execute(&mut *tx)
+    /// Like [`connect`](Self::connect), with at most `queue_batches` batches waiting for the writers.
+    pub async fn connect_with_queue(url: &str, queue_batches: usize) -> StoreResult<Self> {
+        let max = std::env::var("RACEWAY_PG_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16);
+        let writers = std::env::var("RACEWAY_PG_WRITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2usize)
+            .max(1);
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
             .await?;
-            let mut st = Vec::new();
-            let mut ss: Vec<&str> = Vec::new();
-            let mut sc = Vec::new();
-            for (t, d) in &deltas {
-                for (s, n) in &d.services {
-                    st.push(*t);
-                    ss.push(s);
-                    sc.push(*n as i64);
-                }
-            }
-            sqlx::query(
-                "INSERT INTO trace_services (trace_id, service, event_count) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) \
-                 ON CONFLICT (trace_id, service) DO UPDATE SET \
-                 event_count = trace_services.event_count + excluded.event_count",
-            )
-            .bind(&st)
-            .bind(&ss)
-            .bind(&sc)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let (queue, rx) = group::Queue::new(queue_batches);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..writers {
+            tokio::spawn(run_writer(pool.clone(), rx.clone()));
         }
-        if derive_spans {
-            let (spans, edges) = derive::derive(unique.iter().map(|e| &*e.event));
-            if !spans.is_empty() {
-                let q = format!(
-                    "INSERT INTO distributed_spans (trace_id, span_id, parent_span_id, service, instance, \
-                     operation, span_kind, start_ns, end_ns, status_code, error) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::bool[]) \
-                     ON CONFLICT (trace_id, span_id) DO UPDATE SET {}",
-                    coalesce_set(
-                        "distributed_spans",
-                        &[
-                            "parent_span_id",
-                            "service",
-                            "instance",
-                            "operation",
-                            "span_kind",
-                            "start_ns",
-                            "end_ns",
-                            "status_code",
-                            "error",
-                        ]
-                    )
-                );
-                sqlx::query(&q)
-                    .bind(spans.iter().map(|s| s.trace_id).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.span_id.clone()).collect::<Vec<_>>())
-                    .bind(
-                        spans
-                            .iter()
-                            .map(|s| s.parent_span_id.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(spans.iter().map(|s| s.service.clone()).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.instance.clone()).collect::<Vec<_>>())
-                    .bind(
-                        spans
-                            .iter()
-                            .map(|s| s.operation.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        spans
-                            .iter()
-                            .map(|s| s.span_kind.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(spans.iter().map(|s| s.start_ns).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.end_ns).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.status_code).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.error).collect::<Vec<_>>())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if !edges.is_empty() {
-                let q = format!(
-                    "INSERT INTO distributed_edges (trace_id, call_id, from_span, to_span, caller_service, \
-                     callee_service, callee_trace_id, protocol, start_ns, end_ns, status, error) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::uuid[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bool[]) \
-                     ON CONFLICT (trace_id, call_id) DO UPDATE SET {}",
-                    coalesce_set("distributed_edges", EDGE_COLS)
-                );
-                sqlx::query(&q)
-                    .bind(edges.iter().map(|e| e.trace_id).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.call_id.clone()).collect::<Vec<_>>())
-                    .bind(
-                        edges
-                            .iter()
-                            .map(|e| e.from_span.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(edges.iter().map(|e| e.to_span.clone()).collect::<Vec<_>>())
-                    .bind(
-                        edges
-                            .iter()
-                            .map(|e| e.caller_service.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        edges
-                            .iter()
-                            .map(|e| e.callee_service.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(edges.iter().map(|e| e.callee_trace_id).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.protocol.clone()).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.start_ns).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.end_ns).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.status).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.error).collect::<Vec<_>>())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(IngestOutcome {
-            accepted,
-            duplicates,
-        })
+        Ok(Self { pool, queue })
     }
 
     async fn summaries(&self, rows: Vec<PgRow>) -> StoreResult<Vec<TraceSummary>> {
@@ -302,12 +373,12 @@ impl Store for PgStore {
         "postgres"
     }
 
-    fn ingest<'a>(
-        &'a self,
-        events: &'a [IngestEvent],
+    fn ingest(
+        &self,
+        events: Vec<IngestEvent>,
         derive_spans: bool,
-    ) -> BoxFuture<'a, StoreResult<IngestOutcome>> {
-        self.ingest_impl(events, derive_spans).boxed()
+    ) -> BoxFuture<'_, StoreResult<IngestOutcome>> {
+        self.queue.submit(events, derive_spans).boxed()
     }
 
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {

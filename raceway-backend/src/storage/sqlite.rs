@@ -1,7 +1,12 @@
-//! Embedded SQLite store (the default): WAL journal, one writer connection, a small reader pool.
+//! Embedded SQLite store (the default): WAL journal, one writer thread, a small reader pool.
 //!
 //! `synchronous=FULL` by default, so an acknowledged batch survives a power loss; `RACEWAY_SQLITE_SYNCHRONOUS=normal`
 //! trades that for speed (an acknowledged batch then survives a process crash but maybe not a power loss).
+//!
+//! Ingestion uses group commit ([`group`](super::group)): a dedicated thread owns a `rusqlite` connection and
+//! writes every batch queued during its previous commit in one `BEGIN IMMEDIATE` transaction, one row per
+//! prepared (cached) statement execution; SQLite runs those in ~1 µs each, far cheaper than building giant
+//! multi-row statements, and the row-by-row `changes()` count says exactly which events were new.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,13 +21,12 @@ use uuid::Uuid;
 
 use super::*;
 
-/// Rows per multi-row statement (SQLite allows 32766 bound parameters).
-const CHUNK: usize = 2000;
-
 /// The SQLite store.
 pub struct SqliteStore {
+    /// Rare writes (race-count cache, retention); they wait for the ingest writer through the busy timeout.
     write: SqlitePool,
     read: SqlitePool,
+    queue: group::Queue,
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {
@@ -32,15 +36,26 @@ fn parse_uuid(s: &str) -> StoreResult<Uuid> {
 impl SqliteStore {
     /// Opens (creating the file and its directory if missing) and migrates.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with_queue(path, group::DEFAULT_QUEUE_BATCHES).await
+    }
+
+    /// Like [`open`](Self::open), with at most `queue_batches` batches waiting for the writer; more are refused
+    /// with [`StoreError::Overloaded`].
+    pub async fn open_with_queue(path: &Path, queue_batches: usize) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
             }
         }
-        let sync = match std::env::var("RACEWAY_SQLITE_SYNCHRONOUS").as_deref() {
-            Ok("normal") | Ok("NORMAL") => SqliteSynchronous::Normal,
-            _ => SqliteSynchronous::Full,
+        let normal = matches!(
+            std::env::var("RACEWAY_SQLITE_SYNCHRONOUS").as_deref(),
+            Ok("normal") | Ok("NORMAL")
+        );
+        let sync = if normal {
+            SqliteSynchronous::Normal
+        } else {
+            SqliteSynchronous::Full
         };
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -59,151 +74,13 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { write, read })
-    }
-
-    async fn ingest_impl(
-        &self,
-        events: &[IngestEvent],
-        derive_spans: bool,
-    ) -> StoreResult<IngestOutcome> {
-        let (unique, repeats) = dedup_batch(events);
-        let ids: Vec<(String, String, String)> = unique
-            .iter()
-            .map(|e| {
-                (
-                    e.event.trace_id.to_string(),
-                    span_hex(&e.event.span_id),
-                    e.event.id.to_string(),
-                )
-            })
-            .collect();
-        let mut tx = self.write.begin().await?;
-        let mut inserted: Vec<(Uuid, String, i64)> = Vec::with_capacity(unique.len());
-        for (chunk, idc) in unique.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) ",
-            );
-            qb.push_values(chunk.iter().zip(idc), |mut b, (e, (t, s, i))| {
-                b.push_bind(t.as_str())
-                    .push_bind(s.as_str())
-                    .push_bind(i.as_str())
-                    .push_bind(&*e.event.service)
-                    .push_bind(e.event.timestamp.0)
-                    .push_bind(&*e.json);
-            });
-            qb.push(" ON CONFLICT DO NOTHING RETURNING trace_id, service, ts_ns");
-            for row in qb.build().fetch_all(&mut *tx).await? {
-                let t: &str = row.try_get(0)?;
-                inserted.push((parse_uuid(t)?, row.try_get(1)?, row.try_get(2)?));
-            }
-        }
-        let accepted = inserted.len() as u64;
-        let duplicates = repeats + (unique.len() as u64 - accepted);
-        let deltas = trace_deltas(inserted);
-        for chunk in deltas.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO traces (trace_id, first_ns, last_ns, event_count) ");
-            qb.push_values(chunk, |mut b, (t, d)| {
-                b.push_bind(t.to_string())
-                    .push_bind(d.first_ns)
-                    .push_bind(d.last_ns)
-                    .push_bind(d.count as i64);
-            });
-            qb.push(
-                " ON CONFLICT (trace_id) DO UPDATE SET first_ns = min(traces.first_ns, excluded.first_ns), \
-                 last_ns = max(traces.last_ns, excluded.last_ns), \
-                 event_count = traces.event_count + excluded.event_count",
-            );
-            qb.build().execute(&mut *tx).await?;
-        }
-        let svc: Vec<(String, &str, i64)> = deltas
-            .iter()
-            .flat_map(|(t, d)| {
-                let t = t.to_string();
-                d.services
-                    .iter()
-                    .map(move |(s, n)| (t.clone(), s.as_str(), *n as i64))
-            })
-            .collect();
-        for chunk in svc.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO trace_services (trace_id, service, event_count) ");
-            qb.push_values(chunk, |mut b, (t, s, n)| {
-                b.push_bind(t.as_str()).push_bind(*s).push_bind(*n);
-            });
-            qb.push(
-                " ON CONFLICT (trace_id, service) DO UPDATE SET \
-                 event_count = trace_services.event_count + excluded.event_count",
-            );
-            qb.build().execute(&mut *tx).await?;
-        }
-        if derive_spans {
-            let (spans, edges) = derive::derive(unique.iter().map(|e| &*e.event));
-            for chunk in spans.chunks(CHUNK / 2) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                    "INSERT INTO distributed_spans (trace_id, span_id, parent_span_id, service, instance, \
-                     operation, span_kind, start_ns, end_ns, status_code, error) ",
-                );
-                qb.push_values(chunk, |mut b, s| {
-                    b.push_bind(s.trace_id.to_string())
-                        .push_bind(s.span_id.as_str())
-                        .push_bind(s.parent_span_id.as_deref())
-                        .push_bind(s.service.as_deref())
-                        .push_bind(s.instance.as_deref())
-                        .push_bind(s.operation.as_deref())
-                        .push_bind(s.span_kind.as_deref())
-                        .push_bind(s.start_ns)
-                        .push_bind(s.end_ns)
-                        .push_bind(s.status_code)
-                        .push_bind(s.error);
-                });
-                qb.push(" ON CONFLICT (trace_id, span_id) DO UPDATE SET ");
-                qb.push(coalesce_set(
-                    "distributed_spans",
-                    &[
-                        "parent_span_id",
-                        "service",
-                        "instance",
-                        "operation",
-                        "span_kind",
-                        "start_ns",
-                        "end_ns",
-                        "status_code",
-                        "error",
-                    ],
-                ));
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in edges.chunks(CHUNK / 2) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                    "INSERT INTO distributed_edges (trace_id, call_id, from_span, to_span, caller_service, \
-                     callee_service, callee_trace_id, protocol, start_ns, end_ns, status, error) ",
-                );
-                qb.push_values(chunk, |mut b, e| {
-                    b.push_bind(e.trace_id.to_string())
-                        .push_bind(e.call_id.as_str())
-                        .push_bind(e.from_span.as_deref())
-                        .push_bind(e.to_span.as_deref())
-                        .push_bind(e.caller_service.as_deref())
-                        .push_bind(e.callee_service.as_deref())
-                        .push_bind(e.callee_trace_id.map(|u| u.to_string()))
-                        .push_bind(e.protocol.as_deref())
-                        .push_bind(e.start_ns)
-                        .push_bind(e.end_ns)
-                        .push_bind(e.status)
-                        .push_bind(e.error);
-                });
-                qb.push(" ON CONFLICT (trace_id, call_id) DO UPDATE SET ");
-                qb.push(coalesce_set("distributed_edges", EDGE_COLS));
-                qb.build().execute(&mut *tx).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(IngestOutcome {
-            accepted,
-            duplicates,
-        })
+        let conn = writer_connection(path, normal)?;
+        let (queue, rx) = group::Queue::new(queue_batches);
+        std::thread::Builder::new()
+            .name("raceway-sqlite-writer".into())
+            .spawn(move || run_writer(conn, rx))
+            .map_err(|e| StoreError::Other(format!("starting the SQLite writer: {e}")))?;
+        Ok(Self { write, read, queue })
     }
 
     fn in_list<'q>(qb: &mut QueryBuilder<'q, Sqlite>, ids: &[Uuid]) {
@@ -253,6 +130,174 @@ impl SqliteStore {
         Ok(out)
     }
 }
+
+/// The writer's connection (the schema is already migrated; WAL is a property of the file).
+fn writer_connection(path: &Path, normal: bool) -> StoreResult<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "synchronous", if normal { "NORMAL" } else { "FULL" })?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoint every ~40 MB of WAL instead of every 4 MB: index and summary pages rewritten by many groups are
+    // copied into the database once per checkpoint, not once per commit. Durability is the WAL's (fsynced at
+    // every commit with synchronous=FULL); the WAL file is truncated back to 64 MB after a checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    Ok(conn)
+}
+
+/// The writer thread: one transaction per group of queued batches; on failure each batch is retried alone.
+fn run_writer(mut conn: rusqlite::Connection, mut rx: tokio::sync::mpsc::Receiver<group::Pending>) {
+    while let Some(first) = rx.blocking_recv() {
+        let batches = group::drain(first, &mut rx);
+        match write_group(&mut conn, &batches) {
+            Ok(outcomes) => group::answer(batches, Ok(outcomes)),
+            Err(e) if batches.len() == 1 => {
+                tracing::warn!(error = %e, "SQLite batch failed");
+                group::answer(batches, Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, batches = batches.len(), "SQLite group failed; retrying batch by batch");
+                for p in batches {
+                    let r = write_group(&mut conn, std::slice::from_ref(&p));
+                    group::answer(vec![p], r);
+                }
+            }
+        }
+    }
+}
+
+fn uuid_text<'b>(u: &Uuid, buf: &'b mut [u8; 36]) -> &'b str {
+    u.hyphenated().encode_lower(buf)
+}
+
+/// Writes a group of batches in one transaction; returns the outcome of each batch.
+fn write_group(
+    conn: &mut rusqlite::Connection,
+    batches: &[group::Pending],
+) -> StoreResult<Vec<IngestOutcome>> {
+    use rusqlite::params;
+
+    let mut plan = group::Plan::new(batches.iter().map(|p| &p.events[..]));
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut inserted: Vec<(Uuid, &str, i64)> = Vec::with_capacity(plan.rows.len());
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?;
+        let (mut tb, mut ib) = ([0u8; 36], [0u8; 36]);
+        for i in 0..plan.rows.len() {
+            let e = plan.rows[i].0;
+            let span = e.span_id.to_hex();
+            let n = ins.execute(params![
+                uuid_text(&e.trace_id, &mut tb),
+                hex_str(&span),
+                uuid_text(&e.id, &mut ib),
+                &*e.service,
+                e.timestamp_ns,
+                &*e.json,
+            ])?;
+            plan.record(i, n == 1);
+            if n == 1 {
+                inserted.push((e.trace_id, &e.service, e.timestamp_ns));
+            }
+        }
+        let deltas = trace_deltas(inserted);
+        let mut tr = tx.prepare_cached(
+            "INSERT INTO traces (trace_id, first_ns, last_ns, event_count) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (trace_id) DO UPDATE SET first_ns = min(traces.first_ns, excluded.first_ns), \
+             last_ns = max(traces.last_ns, excluded.last_ns), \
+             event_count = traces.event_count + excluded.event_count",
+        )?;
+        let mut sv = tx.prepare_cached(
+            "INSERT INTO trace_services (trace_id, service, event_count) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (trace_id, service) DO UPDATE SET \
+             event_count = trace_services.event_count + excluded.event_count",
+        )?;
+        for (t, d) in &deltas {
+            let t = uuid_text(t, &mut tb);
+            tr.execute(params![t, d.first_ns, d.last_ns, d.count as i64])?;
+            for (s, n) in &d.services {
+                sv.execute(params![t, s, *n as i64])?;
+            }
+        }
+        let derived = plan
+            .rows
+            .iter()
+            .filter(|(_, b)| batches[*b].derive_spans)
+            .map(|(e, _)| *e);
+        let (spans, edges) = derive::derive(derived);
+        if !spans.is_empty() {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT INTO distributed_spans (trace_id, span_id, parent_span_id, service, instance, \
+                 operation, span_kind, start_ns, end_ns, status_code, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (trace_id, span_id) DO UPDATE SET {}",
+                coalesce_set("distributed_spans", SPAN_COLS)
+            ))?;
+            for s in &spans {
+                st.execute(params![
+                    uuid_text(&s.trace_id, &mut tb),
+                    s.span_id,
+                    s.parent_span_id,
+                    s.service,
+                    s.instance,
+                    s.operation,
+                    s.span_kind,
+                    s.start_ns,
+                    s.end_ns,
+                    s.status_code,
+                    s.error,
+                ])?;
+            }
+        }
+        if !edges.is_empty() {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT INTO distributed_edges (trace_id, call_id, from_span, to_span, caller_service, \
+                 callee_service, callee_trace_id, protocol, start_ns, end_ns, status, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (trace_id, call_id) DO UPDATE SET {}",
+                coalesce_set("distributed_edges", EDGE_COLS)
+            ))?;
+            for e in &edges {
+                st.execute(params![
+                    uuid_text(&e.trace_id, &mut tb),
+                    e.call_id,
+                    e.from_span,
+                    e.to_span,
+                    e.caller_service,
+                    e.callee_service,
+                    e.callee_trace_id.map(|u| u.to_string()),
+                    e.protocol,
+                    e.start_ns,
+                    e.end_ns,
+                    e.status,
+                    e.error,
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(plan.outcomes)
+}
+
+/// Hex digits are ASCII, so this never fails.
+fn hex_str(h: &[u8]) -> &str {
+    std::str::from_utf8(h).unwrap_or_default()
+}
+
+pub(crate) const SPAN_COLS: &[&str] = &[
+    "parent_span_id",
+    "service",
+    "instance",
+    "operation",
+    "span_kind",
+    "start_ns",
+    "end_ns",
+    "status_code",
+    "error",
+];
 
 pub(crate) const EDGE_COLS: &[&str] = &[
     "from_span",
@@ -316,12 +361,12 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    fn ingest<'a>(
-        &'a self,
-        events: &'a [IngestEvent],
+    fn ingest(
+        &self,
+        events: Vec<IngestEvent>,
         derive_spans: bool,
-    ) -> BoxFuture<'a, StoreResult<IngestOutcome>> {
-        self.ingest_impl(events, derive_spans).boxed()
+    ) -> BoxFuture<'_, StoreResult<IngestOutcome>> {
+        self.queue.submit(events, derive_spans).boxed()
     }
 
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {

@@ -60,10 +60,7 @@ pub fn batch_for(trace: Uuid, shift_ns: i64) -> Vec<Event> {
 pub fn ingestable(events: &[Event]) -> Vec<IngestEvent> {
     events
         .iter()
-        .map(|e| IngestEvent {
-            event: Arc::new(e.clone()),
-            json: serde_json::to_string(e).unwrap().into(),
-        })
+        .map(|e| IngestEvent::from_event(e).unwrap())
         .collect()
 }
 
