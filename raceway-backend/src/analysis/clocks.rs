@@ -25,7 +25,13 @@
 //!    only when all the event's expected predecessors were received (no seq gap, the caller's call event
 //!    present for a merged server start, the callee's `span_end` present for a response with `callee`).
 //!
+//! Both checks are done in one merge-walk per edge over the two key-sorted clocks (linear in the number of
+//! components, no per-component binary search), and an event's own key is compared with the
+//! `service#instance` string the graph interned for it.
+//!
 //! At most [`MAX_CONFLICTS`] conflicts are reported (warning `clock_conflicts_truncated` beyond).
+
+use std::cmp::Ordering;
 
 use raceway::{CausalOrder, Event, EventKind};
 
@@ -37,12 +43,15 @@ use super::warnings::Warnings;
 /// Maximum conflicts reported per trace.
 pub const MAX_CONFLICTS: usize = 1_000;
 
-fn is_own_key(key: &str, e: &Event) -> bool {
-    let (s, i) = (&*e.service, &*e.instance);
-    key.len() == s.len() + 1 + i.len()
-        && key.starts_with(s)
-        && key.as_bytes()[s.len()] == b'#'
-        && key.ends_with(i)
+/// Byte order of clock keys (the order `VectorClock` keeps its components in); equal keys are the common
+/// case, so they are tested first.
+#[inline]
+fn key_cmp(a: &str, b: &str) -> Ordering {
+    if a == b {
+        Ordering::Equal
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
 }
 
 fn merged_start(e: &Event) -> Option<bool> {
@@ -70,6 +79,15 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
     let mut instance_index: Option<FxMap<String, Vec<(u64, u32)>>> = None;
     // (pred, derived) : derived = the edge may be checked for inversion.
     let mut preds: Vec<(u32, bool)> = Vec::with_capacity(4);
+    // Scratch: the event's clock components, and per component the largest value a predecessor knew.
+    let mut comps: Vec<(&str, u64)> = Vec::new();
+    // Each event's own component key, `service#instance`, built once per distinct pair.
+    let own_keys: Vec<String> = g
+        .instances
+        .iter()
+        .map(|(s, i)| format!("{s}#{i}"))
+        .collect();
+    let mut best: Vec<u64> = Vec::new();
     for v in 0..g.events.len() {
         let b = g.events[v];
         preds.clear();
@@ -129,16 +147,43 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
         {
             complete = false;
         }
-        // 1. Inversions.
+        // One merge-walk per predecessor over the two key-sorted clocks does both checks: it finds the
+        // first inversion and collects, for each of B's components, the largest value any predecessor knew.
+        // (A `get` per component would cost a binary search of string compares each.)
+        comps.clear();
+        comps.extend(b.vector_clock.iter());
+        best.clear();
+        best.resize(comps.len(), 0);
         for &(p, derived) in &preds {
-            if !derived {
-                continue;
-            }
             let a = g.events[p as usize];
-            if let Some((key, x, y)) = a.vector_clock.iter().find_map(|(k, x)| {
-                let y = b.vector_clock.get(k);
-                (y > 0 && y < x).then_some((k, x, y))
-            }) {
+            let mut j = 0;
+            let mut inversion: Option<(&str, u64, u64)> = None;
+            for (k, x) in a.vector_clock.iter() {
+                // Advance to `k` in B's keys (absent components count as 0 and are not compared).
+                let mut y = None;
+                while let Some(&(bk, by)) = comps.get(j) {
+                    match key_cmp(bk, k) {
+                        Ordering::Less => j += 1,
+                        Ordering::Equal => {
+                            y = Some(by);
+                            break;
+                        }
+                        Ordering::Greater => break,
+                    }
+                }
+                let Some(y) = y else {
+                    continue;
+                };
+                if derived && inversion.is_none() && y > 0 && y < x {
+                    inversion = Some((k, x, y));
+                }
+                if x > best[j] {
+                    best[j] = x;
+                }
+                j += 1;
+            }
+            // 1. Inversions.
+            if let Some((key, x, y)) = inversion {
                 total += 1;
                 if out.len() < MAX_CONFLICTS {
                     out.push(ClockConflict {
@@ -159,17 +204,11 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
         if !complete || preds.is_empty() {
             continue;
         }
-        let unsupported = b.vector_clock.iter().find_map(|(k, y)| {
-            if is_own_key(k, b) {
-                return None;
-            }
-            let best = preds
-                .iter()
-                .map(|&(p, _)| g.events[p as usize].vector_clock.get(k))
-                .max()
-                .unwrap_or(0);
-            (y > best).then_some((k, y, best))
-        });
+        let unsupported = comps
+            .iter()
+            .zip(&best)
+            .find(|&(&(k, y), &best)| y > best && k != own_keys[g.instance_of[v] as usize])
+            .map(|(&(k, y), &best)| (k, y, best));
         if let Some((key, y, best)) = unsupported {
             total += 1;
             if out.len() >= MAX_CONFLICTS {

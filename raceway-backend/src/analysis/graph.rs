@@ -34,13 +34,21 @@
 //! a snapshot for a fork/call/release costs O(1), a merge costs the size of the merged snapshot. A call
 //! chain of any depth is one chain; the number of chains follows the trace's real concurrency. Nothing here
 //! recurses.
+//!
+//! # Cost
+//! The events are large and their strings (thread ids, services, clock keys) are separate allocations, so
+//! reading them is the dominant cost. `Graph::build` reads every event once in canonical order and leaves
+//! dense tables behind (span, `service#instance` pair and kind of each event, timestamps); the later
+//! passes (spans, races, warnings, breakdown, clock check) work from those and only touch the events they
+//! need. Threads are ordered with a counting sort (a comparison sort only for threads whose events arrived
+//! out of `seq` order).
 
 use std::sync::Arc;
 
 use raceway::{Event, EventKind, LockMode, SpanId};
 use uuid::Uuid;
 
-use super::fxhash::{FxMap, FxSet};
+use super::fxhash::FxMap;
 use super::warnings::Warnings;
 
 /// Kind of an explicit (non program-order) edge.
@@ -101,30 +109,121 @@ pub(crate) struct Graph<'a> {
     pub canon_of_input: Vec<u32>,
     /// Matched calls: `outbound_call` index → callee span `(trace_id, span_id)`.
     pub call_callee: FxMap<u32, (Uuid, SpanId)>,
+    /// Span of each canonical event (dense ids in order of first appearance).
+    pub span_of: Vec<u32>,
+    /// Dense span id of each `(trace_id, span_id)`.
+    pub span_index: FxMap<(Uuid, SpanId), u32>,
+    /// What each canonical event is, as far as the passes after the graph care.
+    pub kind: Vec<Kind>,
+    /// Timestamp of each canonical event (ns).
+    pub ts: Vec<i64>,
+    /// Distinct `(service, instance)` pairs, in order of first canonical appearance.
+    pub instances: Vec<(&'a str, &'a str)>,
+    /// Index into `instances` of each canonical event.
+    pub instance_of: Vec<u32>,
 }
+
+/// Event kinds the later passes dispatch on, kept in a dense table so that they do not have to read the
+/// (large, scattered) events themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `span_start`.
+    SpanStart,
+    /// `span_end`.
+    SpanEnd,
+    /// `outbound_call`.
+    Call,
+    /// `outbound_response`.
+    Response,
+    /// `state_change`.
+    Access,
+    /// Anything else.
+    Other,
+}
+
+/// "No event" in the dense per-span tables.
+const NONE: u32 = u32::MAX;
 
 impl<'a> Graph<'a> {
     /// Builds the graph. Never panics on bad data, never recurses.
     pub fn build(input: &'a [Event], warnings: &mut Warnings) -> Graph<'a> {
-        // 1. Intern logical threads and sort events by (thread, seq).
+        // 1. Intern logical threads and sort events by (thread, seq). Consecutive input events are often
+        // of the same thread, so the map is skipped while the thread does not change.
         let mut thread_ids: FxMap<(Uuid, &'a str), u32> = FxMap::default();
-        let mut keys: Vec<(u32, u64, u32)> = Vec::with_capacity(input.len());
-        for (i, e) in input.iter().enumerate() {
-            let next = thread_ids.len() as u32;
-            let t = *thread_ids
-                .entry((e.trace_id, &*e.thread_id))
-                .or_insert(next);
-            keys.push((t, e.seq, i as u32));
+        let mut thread_of_input: Vec<u32> = Vec::with_capacity(input.len());
+        let mut seq_of_input: Vec<u64> = Vec::with_capacity(input.len());
+        let mut last: Option<(Uuid, &'a str, u32)> = None;
+        for e in input {
+            let t = match last {
+                Some((trace, th, t)) if trace == e.trace_id && th == &*e.thread_id => t,
+                _ => {
+                    let next = thread_ids.len() as u32;
+                    let t = *thread_ids
+                        .entry((e.trace_id, &*e.thread_id))
+                        .or_insert(next);
+                    last = Some((e.trace_id, &*e.thread_id, t));
+                    t
+                }
+            };
+            thread_of_input.push(t);
+            seq_of_input.push(e.seq);
         }
-        keys.sort_unstable();
+        // Counting sort by thread (stable: input order within a thread), then a real sort only for the
+        // threads whose events did not arrive in `seq` order. Same order as sorting by (thread, seq, index).
         let nthreads = thread_ids.len();
+        let mut keys: Vec<u32> = vec![0; input.len()];
+        {
+            let mut off = vec![0u32; nthreads + 1];
+            for &t in &thread_of_input {
+                off[t as usize + 1] += 1;
+            }
+            for k in 1..off.len() {
+                off[k] += off[k - 1];
+            }
+            let mut fill = off.clone();
+            for (i, &t) in thread_of_input.iter().enumerate() {
+                keys[fill[t as usize] as usize] = i as u32;
+                fill[t as usize] += 1;
+            }
+            for w in off.windows(2) {
+                let run = &mut keys[w[0] as usize..w[1] as usize];
+                if !run
+                    .windows(2)
+                    .all(|p| seq_of_input[p[0] as usize] <= seq_of_input[p[1] as usize])
+                {
+                    run.sort_unstable_by_key(|&i| (seq_of_input[i as usize], i));
+                }
+            }
+        }
+
+        // 2. Canonical events, and in the same pass (each event is read once): spans interned in order
+        // of first canonical appearance (consecutive events of a thread usually share their span, so the
+        // map is skipped while it does not change), `service#instance` pairs interned the same way, the
+        // compact per-event tables and the indexes for the explicit edges.
         let mut events: Vec<&'a Event> = Vec::with_capacity(input.len());
         let mut thread: Vec<u32> = Vec::with_capacity(input.len());
         let mut pos: Vec<u32> = Vec::with_capacity(input.len());
+        let mut kind: Vec<Kind> = Vec::with_capacity(input.len());
+        let mut ts: Vec<i64> = Vec::with_capacity(input.len());
         let mut threads: Vec<ThreadInfo> = vec![ThreadInfo { start: 0, len: 0 }; nthreads];
         let mut canon_of_input = vec![0u32; input.len()];
+        let mut span_index: FxMap<(Uuid, SpanId), u32> = FxMap::default();
+        let mut span_of: Vec<u32> = Vec::with_capacity(input.len());
+        let mut span_first_start: Vec<u32> = Vec::new();
+        let mut span_first_end: Vec<u32> = Vec::new();
+        let mut instance_index: FxMap<(&'a str, &'a str), u32> = FxMap::default();
+        let mut instances: Vec<(&'a str, &'a str)> = Vec::new();
+        let mut instance_of: Vec<u32> = Vec::with_capacity(input.len());
+        let mut responses: FxMap<SpanId, u32> = FxMap::default();
+        let mut start_by_parent: FxMap<SpanId, u32> = FxMap::default();
+        let mut locks: FxMap<&'a str, Vec<u32>> = FxMap::default();
+        // Spawns, awaits and outbound calls: the events that get explicit edges below.
+        let mut linking: Vec<u32> = Vec::new();
+        let mut last_span: Option<((Uuid, SpanId), u32)> = None;
+        let mut last_instance: Option<(&'a str, &'a str, u32)> = None;
         let mut prev: Option<(u32, u64)> = None;
-        for &(t, seq, i) in &keys {
+        for i in keys {
+            let (t, seq) = (thread_of_input[i as usize], seq_of_input[i as usize]);
             let e = &input[i as usize];
             if prev == Some((t, seq)) {
                 let kept = *events.last().expect("prev implies an event");
@@ -148,49 +247,99 @@ impl<'a> Graph<'a> {
                 continue;
             }
             prev = Some((t, seq));
+            let v = events.len() as u32;
             let info = &mut threads[t as usize];
             if info.len == 0 {
-                info.start = events.len() as u32;
+                info.start = v;
             }
             pos.push(info.len);
             info.len += 1;
-            canon_of_input[i as usize] = events.len() as u32;
+            canon_of_input[i as usize] = v;
             thread.push(t);
             events.push(e);
-        }
-        let n = events.len();
+            ts.push(e.timestamp.0);
 
-        // 2. Indexes for the explicit edges.
-        let mut calls: FxMap<SpanId, u32> = FxMap::default();
-        let mut responses: FxMap<SpanId, u32> = FxMap::default();
-        let mut start_by_parent: FxMap<SpanId, u32> = FxMap::default();
-        let mut span_start: FxMap<(Uuid, SpanId), u32> = FxMap::default();
-        let mut span_end: FxMap<(Uuid, SpanId), u32> = FxMap::default();
-        let mut locks: FxMap<&'a str, Vec<u32>> = FxMap::default();
-        for (i, e) in events.iter().enumerate() {
-            let i = i as u32;
-            match &e.kind {
-                EventKind::OutboundCall { child_span_id, .. } => {
-                    calls.entry(*child_span_id).or_insert(i);
+            let key = (e.trace_id, e.span_id);
+            let sp = match last_span {
+                Some((k, sp)) if k == key => sp,
+                _ => {
+                    let next = span_index.len() as u32;
+                    let sp = *span_index.entry(key).or_insert_with(|| {
+                        span_first_start.push(NONE);
+                        span_first_end.push(NONE);
+                        next
+                    });
+                    last_span = Some((key, sp));
+                    sp
+                }
+            };
+            span_of.push(sp);
+            let (service, instance): (&'a str, &'a str) = (&e.service, &e.instance);
+            let inst = match last_instance {
+                Some((s, i, id)) if s == service && i == instance => id,
+                _ => {
+                    let next = instances.len() as u32;
+                    let id = *instance_index
+                        .entry((service, instance))
+                        .or_insert_with(|| {
+                            instances.push((service, instance));
+                            next
+                        });
+                    last_instance = Some((service, instance, id));
+                    id
+                }
+            };
+            instance_of.push(inst);
+            let k = match &e.kind {
+                EventKind::OutboundCall { .. } => {
+                    linking.push(v);
+                    Kind::Call
                 }
                 EventKind::OutboundResponse { child_span_id, .. } => {
-                    responses.entry(*child_span_id).or_insert(i);
+                    responses.entry(*child_span_id).or_insert(v);
+                    Kind::Response
                 }
                 EventKind::SpanStart { .. } => {
-                    span_start.entry((e.trace_id, e.span_id)).or_insert(i);
-                    if let Some(p) = e.parent_span_id {
-                        start_by_parent.entry(p).or_insert(i);
+                    if span_first_start[sp as usize] == NONE {
+                        span_first_start[sp as usize] = v;
                     }
+                    if let Some(p) = e.parent_span_id {
+                        start_by_parent.entry(p).or_insert(v);
+                    }
+                    Kind::SpanStart
                 }
                 EventKind::SpanEnd { .. } => {
-                    span_end.entry((e.trace_id, e.span_id)).or_insert(i);
+                    if span_first_end[sp as usize] == NONE {
+                        span_first_end[sp as usize] = v;
+                    }
+                    Kind::SpanEnd
                 }
                 EventKind::LockAcquire { lock, .. } | EventKind::LockRelease { lock, .. } => {
-                    locks.entry(&**lock).or_default().push(i);
+                    locks.entry(&**lock).or_default().push(v);
+                    Kind::Other
                 }
-                _ => {}
-            }
+                EventKind::AsyncSpawn { .. } | EventKind::AsyncAwait { .. } => {
+                    linking.push(v);
+                    Kind::Other
+                }
+                EventKind::StateChange { .. } => Kind::Access,
+                _ => Kind::Other,
+            };
+            kind.push(k);
         }
+        let n = events.len();
+        let span_start = |key: &(Uuid, SpanId)| {
+            span_index
+                .get(key)
+                .map(|&s| span_first_start[s as usize])
+                .filter(|&i| i != NONE)
+        };
+        let span_end = |key: &(Uuid, SpanId)| {
+            span_index
+                .get(key)
+                .map(|&s| span_first_end[s as usize])
+                .filter(|&i| i != NONE)
+        };
 
         let mut edges: Vec<Edge> = Vec::new();
         let mut call_callee: FxMap<u32, (Uuid, SpanId)> = FxMap::default();
@@ -199,14 +348,14 @@ impl<'a> Graph<'a> {
                 edges.push(Edge { from, to, kind });
             }
         };
-        let mut spawned: FxSet<u32> = FxSet::default();
-        for (i, e) in events.iter().enumerate() {
-            let i = i as u32;
+        let mut spawned = vec![false; nthreads];
+        for &i in &linking {
+            let e = events[i as usize];
             match &e.kind {
                 EventKind::AsyncSpawn { child_thread_id } => {
                     match thread_ids.get(&(e.trace_id, &**child_thread_id)) {
                         Some(&c) => {
-                            spawned.insert(c);
+                            spawned[c as usize] = true;
                             push(&mut edges, i, threads[c as usize].start, EdgeKind::Spawn);
                         }
                         None => warnings.push(
@@ -242,11 +391,11 @@ impl<'a> Graph<'a> {
                         }),
                     };
                     if let Some(key) = callee {
-                        if let Some(&s) = span_start.get(&key) {
+                        if let Some(s) = span_start(&key) {
                             push(&mut edges, i, s, EdgeKind::Call);
                         }
-                        if let (Some(&end), Some(&r)) =
-                            (span_end.get(&key), responses.get(child_span_id))
+                        if let (Some(end), Some(&r)) =
+                            (span_end(&key), responses.get(child_span_id))
                         {
                             push(&mut edges, end, r, EdgeKind::Response);
                         }
@@ -258,7 +407,7 @@ impl<'a> Graph<'a> {
         }
         for (t, info) in threads.iter().enumerate() {
             let first = events[info.start as usize];
-            if first.seq > 0 && !spawned.contains(&(t as u32)) {
+            if first.seq > 0 && !spawned[t] {
                 warnings.push(
                     "missing_events",
                     format!(
@@ -330,6 +479,12 @@ impl<'a> Graph<'a> {
             order: Vec::new(),
             canon_of_input,
             call_callee,
+            span_of,
+            span_index,
+            kind,
+            ts,
+            instances,
+            instance_of,
         };
         g.toposort(warnings);
         g

@@ -65,7 +65,7 @@ pub fn analyze_trace(events: &[Event], baselines: &Baselines) -> TraceAnalysis {
     }
     let mut w = warnings::Warnings::default();
     let g = graph::Graph::build(events, &mut w);
-    warnings::header_loss(&g.events, &mut w);
+    warnings::header_loss(&g, &mut w);
 
     let mut detector = races::RaceDetector::new(&g);
     g.sweep(|v, chain, pos, clock| detector.visit(v, chain, pos, clock));
@@ -83,24 +83,35 @@ pub fn analyze_trace(events: &[Event], baselines: &Baselines) -> TraceAnalysis {
         intervals: Vec<(i64, i64)>,
         name: &'a str,
     }
-    let mut services: FxMap<&str, Acc<'_>> = FxMap::default();
-    for e in &g.events {
-        let a = services.entry(&e.service).or_insert_with(|| Acc {
-            first: i64::MAX,
-            events: 0,
-            intervals: Vec::new(),
-            name: &e.service,
-        });
+    let mut slot_of: FxMap<&str, usize> = FxMap::default();
+    let mut list: Vec<Acc<'_>> = Vec::new();
+    // The graph interned each event's `(service, instance)`; map those to service slots once.
+    let slot_of_instance: Vec<usize> = g
+        .instances
+        .iter()
+        .map(|&(name, _)| {
+            *slot_of.entry(name).or_insert_with(|| {
+                list.push(Acc {
+                    first: i64::MAX,
+                    events: 0,
+                    intervals: Vec::new(),
+                    name,
+                });
+                list.len() - 1
+            })
+        })
+        .collect();
+    for (&inst, &ts) in g.instance_of.iter().zip(&g.ts) {
+        let a = &mut list[slot_of_instance[inst as usize]];
         a.events += 1;
-        a.first = a.first.min(e.timestamp.0);
+        a.first = a.first.min(ts);
     }
     for s in &spans {
-        if let Some(a) = services.get_mut(s.service) {
-            a.intervals.push((s.start, s.end));
+        if let Some(&slot) = slot_of.get(s.service) {
+            list[slot].intervals.push((s.start, s.end));
         }
     }
     let total_ms = cp.path.total_duration_ms;
-    let mut list: Vec<Acc<'_>> = services.into_values().collect();
     list.sort_by(|a, b| (a.first, a.name).cmp(&(b.first, b.name)));
     let summaries: Vec<ServiceSummary> = list
         .into_iter()
@@ -119,11 +130,7 @@ pub fn analyze_trace(events: &[Event], baselines: &Baselines) -> TraceAnalysis {
             }
         })
         .collect();
-    let cross_service_calls = g
-        .events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::OutboundCall { .. }))
-        .count();
+    let cross_service_calls = g.kind.iter().filter(|&&k| k == graph::Kind::Call).count();
 
     let trace_id = spans
         .iter()

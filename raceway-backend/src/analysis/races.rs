@@ -35,7 +35,7 @@
 use raceway::{Access, Event, EventKind, HeldLock, LockMode};
 
 use super::fxhash::{FxMap, FxSet};
-use super::graph::{ChainClock, Graph};
+use super::graph::{ChainClock, Graph, Kind};
 use super::model::{Race, RaceAccess};
 use super::warnings::Warnings;
 
@@ -158,7 +158,6 @@ struct VarState {
     threads: Vec<u32>,
     /// Per chain (same index as `threads`): (position in chain, canonical event) of its accesses.
     lists: Vec<Vec<(u32, u32)>>,
-    slot: FxMap<u32, u32>,
 }
 
 /// The streaming race detector plugged into [`Graph::sweep`].
@@ -186,6 +185,9 @@ impl<'g, 'a> RaceDetector<'g, 'a> {
     /// Called for every event in topological order with its chain, position and clock.
     pub fn visit(&mut self, v: u32, t: u32, own: u32, clock: &ChainClock<'_>) {
         let g = self.g;
+        if g.kind[v as usize] != Kind::Access {
+            return;
+        }
         let e = g.events[v as usize];
         let Some((var, acc)) = access_of(e) else {
             return;
@@ -230,14 +232,13 @@ impl<'g, 'a> RaceDetector<'g, 'a> {
                 }
             }
         }
-        let slot = match state.slot.get(&t) {
-            Some(&s) => s as usize,
+        // A linear search: the scan above already walks every chain of the variable.
+        let slot = match state.threads.iter().position(|&u| u == t) {
+            Some(s) => s,
             None => {
-                let s = state.threads.len();
-                state.slot.insert(t, s as u32);
                 state.threads.push(t);
                 state.lists.push(Vec::new());
-                s
+                state.threads.len() - 1
             }
         };
         state.lists[slot].push((own, v));

@@ -12,7 +12,7 @@ use raceway::{EventKind, SpanId, SpanKind};
 use uuid::Uuid;
 
 use super::fxhash::FxMap;
-use super::graph::Graph;
+use super::graph::{Graph, Kind};
 use super::warnings::Warnings;
 
 /// One span.
@@ -34,17 +34,20 @@ pub(crate) struct Span<'a> {
 
 /// Builds the span table from the graph's canonical events.
 pub(crate) fn build<'a>(g: &Graph<'a>, w: &mut Warnings) -> Vec<Span<'a>> {
-    let mut index: FxMap<(Uuid, SpanId), u32> = FxMap::default();
-    let mut spans: Vec<Span<'a>> = Vec::new();
-    let mut has_start: Vec<bool> = Vec::new();
-    let mut has_end: Vec<bool> = Vec::new();
-    let mut parent_ids: Vec<Option<SpanId>> = Vec::new();
-    let mut end_duration: Vec<Option<u64>> = Vec::new();
+    let index = &g.span_index;
+    let nspans = index.len();
+    let mut spans: Vec<Span<'a>> = Vec::with_capacity(nspans);
+    let mut has_start: Vec<bool> = vec![false; nspans];
+    let mut has_end: Vec<bool> = vec![false; nspans];
+    let mut parent_ids: Vec<Option<SpanId>> = Vec::with_capacity(nspans);
+    let mut end_duration: Vec<Option<u64>> = vec![None; nspans];
     // Call id → span of the call event.
     let mut call_span: FxMap<SpanId, (Uuid, SpanId)> = FxMap::default();
-    for e in &g.events {
-        let key = (e.trace_id, e.span_id);
-        let i = *index.entry(key).or_insert_with(|| {
+    for v in 0..g.events.len() {
+        // The graph numbered spans in order of first appearance among the canonical events.
+        let i = g.span_of[v] as usize;
+        if i == spans.len() {
+            let e = g.events[v];
             spans.push(Span {
                 trace_id: e.trace_id,
                 span_id: e.span_id,
@@ -58,41 +61,41 @@ pub(crate) fn build<'a>(g: &Graph<'a>, w: &mut Warnings) -> Vec<Span<'a>> {
                 parent: None,
                 error: false,
             });
-            has_start.push(false);
-            has_end.push(false);
             parent_ids.push(e.parent_span_id);
-            end_duration.push(None);
-            (spans.len() - 1) as u32
-        }) as usize;
+        }
         let s = &mut spans[i];
-        let ts = e.timestamp.0;
-        match &e.kind {
-            EventKind::SpanStart {
-                operation,
-                span_kind,
-                ..
-            } if !has_start[i] => {
-                has_start[i] = true;
-                s.operation = operation;
-                s.kind = Some(*span_kind);
-                s.start = ts;
-                parent_ids[i] = e.parent_span_id;
-            }
-            EventKind::SpanEnd {
-                operation, error, ..
-            } if !has_end[i] => {
-                has_end[i] = true;
-                if s.operation.is_empty() {
+        let ts = g.ts[v];
+        // Only these kinds need the event itself; the others only extend the interval.
+        if matches!(g.kind[v], Kind::SpanStart | Kind::SpanEnd | Kind::Call) {
+            let e = g.events[v];
+            match &e.kind {
+                EventKind::SpanStart {
+                    operation,
+                    span_kind,
+                    ..
+                } if !has_start[i] => {
+                    has_start[i] = true;
                     s.operation = operation;
+                    s.kind = Some(*span_kind);
+                    s.start = ts;
+                    parent_ids[i] = e.parent_span_id;
                 }
-                s.end = ts;
-                s.error = *error;
-                end_duration[i] = e.duration_ns;
+                EventKind::SpanEnd {
+                    operation, error, ..
+                } if !has_end[i] => {
+                    has_end[i] = true;
+                    if s.operation.is_empty() {
+                        s.operation = operation;
+                    }
+                    s.end = ts;
+                    s.error = *error;
+                    end_duration[i] = e.duration_ns;
+                }
+                EventKind::OutboundCall { child_span_id, .. } => {
+                    call_span.insert(*child_span_id, (e.trace_id, e.span_id));
+                }
+                _ => {}
             }
-            EventKind::OutboundCall { child_span_id, .. } => {
-                call_span.insert(*child_span_id, key);
-            }
-            _ => {}
         }
         if !has_start[i] {
             s.start = s.start.min(ts);

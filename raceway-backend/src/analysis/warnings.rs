@@ -13,9 +13,10 @@
 //! counted in one summary warning of the same kind.
 
 use raceway::event::TraceparentStatus;
-use raceway::{ClockStatus, Event, EventKind, SpanId};
+use raceway::{ClockStatus, EventKind, SpanId};
 
 use super::fxhash::FxMap;
+use super::graph::{Graph, Kind};
 use super::model::Warning;
 
 /// Individual warnings per kind before they are summarised.
@@ -84,8 +85,14 @@ impl Warnings {
 }
 
 /// Header-loss warnings (see module docs).
-pub(crate) fn header_loss(events: &[&Event], w: &mut Warnings) {
-    for e in events {
+pub(crate) fn header_loss(g: &Graph<'_>, w: &mut Warnings) {
+    let relevant = g
+        .kind
+        .iter()
+        .zip(&g.events)
+        .filter(|(k, _)| matches!(k, Kind::SpanStart | Kind::Response))
+        .map(|(_, e)| *e);
+    for e in relevant {
         match &e.kind {
             EventKind::SpanStart {
                 upstream: Some(up),
