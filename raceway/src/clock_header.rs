@@ -370,7 +370,12 @@ impl ClockPayload {
             parent_span_id,
             service: wire.service.into_owned(),
             instance: wire.instance.into_owned(),
-            clock: VectorClock::from_pairs(wire.clock.iter().map(|(k, n)| (&**k, *n))),
+            // Components arrive with the same keys request after request: share them instead of allocating.
+            clock: VectorClock::from_pairs(
+                wire.clock
+                    .iter()
+                    .map(|(k, n)| (crate::context::shared_name(k), *n)),
+            ),
             flags: wire.flags.into_iter().map(Cow::into_owned).collect(),
         })
     }

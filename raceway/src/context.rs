@@ -49,7 +49,7 @@ struct SpanContext {
     received_parent_id: Option<SpanId>,
     operation: Arc<str>,
     flags: TraceFlags,
-    tracestate: Arc<TraceState>,
+    tracestate: TraceState,
     partial: bool,
     thread: Arc<LogicalThread>,
 }
@@ -315,7 +315,7 @@ impl Context {
                 received_parent_id,
                 operation: operation.into(),
                 flags,
-                tracestate: Arc::new(tracestate),
+                tracestate,
                 partial,
                 thread: Arc::new(LogicalThread {
                     id: thread_id,
@@ -578,7 +578,7 @@ impl Context {
                 received_parent_id: None,
                 operation: operation.as_str().into(),
                 flags: self.inner.flags,
-                tracestate: Arc::clone(&self.inner.tracestate),
+                tracestate: self.inner.tracestate.clone(),
                 partial: self.inner.partial,
                 thread: Arc::clone(&self.inner.thread),
             }),
@@ -630,7 +630,7 @@ impl Context {
                 received_parent_id: self.inner.received_parent_id,
                 operation: Arc::clone(&self.inner.operation),
                 flags: self.inner.flags,
-                tracestate: Arc::clone(&self.inner.tracestate),
+                tracestate: self.inner.tracestate.clone(),
                 partial: self.inner.partial,
                 thread: Arc::new(LogicalThread {
                     id: child_id,

@@ -205,7 +205,9 @@ impl TracestateError {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceState {
-    members: Vec<(String, String)>,
+    /// Shared: every span of a request keeps the upstream list, and cloning it must not copy the strings.
+    /// `None` for the empty list, so that the traceparent-only path allocates nothing.
+    members: Option<std::sync::Arc<[(String, String)]>>,
 }
 
 fn key_ok(key: &[u8]) -> bool {
@@ -233,22 +235,24 @@ impl TraceState {
 
     /// Builds a list from members; they are not validated (use [`TraceState::extract`] for input).
     pub fn from_members(members: Vec<(String, String)>) -> Self {
-        Self { members }
+        Self {
+            members: (!members.is_empty()).then(|| members.into()),
+        }
     }
 
     /// Members in order.
     pub fn members(&self) -> &[(String, String)] {
-        &self.members
+        self.members.as_deref().unwrap_or_default()
     }
 
     /// `true` when the list has no member.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members().is_empty()
     }
 
     /// The value for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.members
+        self.members()
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -288,7 +292,7 @@ impl TraceState {
                 members.push((key, String::from_utf8_lossy(value).into_owned()));
             }
         }
-        Ok(Self { members })
+        Ok(Self::from_members(members))
     }
 
     /// The header value after the spec's mutation (§2.2): our entry (if any) left-most, any old entry of ours
@@ -302,7 +306,7 @@ impl TraceState {
             out.push_str(value);
             count = 1;
         }
-        for (k, v) in &self.members {
+        for (k, v) in self.members() {
             if k == TRACESTATE_KEY {
                 continue;
             }
