@@ -1,7 +1,7 @@
 //! In-process store (DashMap per trace), same semantics as the SQL stores, lost on exit.
 //!
 //! Like the SQL stores it keeps each event's JSON text and parses it when read: ingestion never builds an
-//! `Event` (see [`view`](super::view)).
+//! `Event` (see [`view`]).
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -3,7 +3,7 @@
 //! `synchronous=FULL` by default, so an acknowledged batch survives a power loss; `RACEWAY_SQLITE_SYNCHRONOUS=normal`
 //! trades that for speed (an acknowledged batch then survives a process crash but maybe not a power loss).
 //!
-//! Ingestion uses group commit ([`group`](super::group)): a dedicated thread owns a `rusqlite` connection and
+//! Ingestion uses group commit ([`group`]): a dedicated thread owns a `rusqlite` connection and
 //! writes every batch queued during its previous commit in one `BEGIN IMMEDIATE` transaction, one row per
 //! prepared (cached) statement execution; SQLite runs those in ~1 µs each, far cheaper than building giant
 //! multi-row statements, and the row-by-row `changes()` count says exactly which events were new.

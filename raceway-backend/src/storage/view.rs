@@ -7,7 +7,7 @@
 //! skipped, nothing else is allocated. The event's JSON text is kept verbatim ([`IngestEvent::json`]) and
 //! parsed into an `Event` only when read.
 //!
-//! The view must accept exactly what `serde_json::from_str::<Event>` followed by [`Event::validate`] accepts:
+//! The view must accept exactly what `serde_json::from_str::<Event>` followed by [`Event::validate`](raceway::Event::validate) accepts:
 //! it has the same fields in the same order with the same defaults, reuses the core's own parsers for ids,
 //! timestamps and enums, and applies the same limits. `tests/ingest_view.rs` checks the equivalence
 //! differentially (spec vectors, generated events, and thousands of mutations of them).
