@@ -225,25 +225,42 @@ fn bound_tags(tags: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `file:line:column` of a call site, formatted once per call site and thread so that recording an event does not
-/// format a string every time. A small direct-mapped cache keyed by the `Location`'s address: no hashing, and a
-/// collision only costs a re-format.
-fn location_text(location: &'static Location<'static>) -> Arc<str> {
+/// Per-thread direct-mapped caches (call-site locations, names): one multiply picks the slot, a collision only costs
+/// a miss, and memory stays bounded.
+struct SlotCache<T> {
+    slots: Vec<Option<T>>,
+}
+
+impl<T: Clone> SlotCache<T> {
     const SLOTS: usize = 256;
-    type Slot = Option<(usize, Arc<str>)>;
+
+    const fn new() -> Self {
+        Self { slots: Vec::new() }
+    }
+
+    /// The slot for `key` (a Fibonacci hash: its top bits spread neighbouring addresses over the slots).
+    fn slot(&mut self, key: u64) -> &mut Option<T> {
+        if self.slots.is_empty() {
+            self.slots.resize(Self::SLOTS, None);
+        }
+        let index = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - Self::SLOTS.trailing_zeros());
+        &mut self.slots[index as usize]
+    }
+}
+
+/// `file:line:column` of a call site, formatted once per call site and thread so that recording an event does not
+/// format a string every time.
+fn location_text(location: &'static Location<'static>) -> Arc<str> {
     thread_local! {
-        static CACHE: std::cell::RefCell<Vec<Slot>> = const { std::cell::RefCell::new(Vec::new()) };
+        static CACHE: std::cell::RefCell<SlotCache<(usize, Arc<str>)>> =
+            const { std::cell::RefCell::new(SlotCache::new()) };
     }
     let key = std::ptr::from_ref(location) as usize;
-    // `Location`s are 8-aligned statics; a multiplicative hash spreads neighbouring addresses over the slots.
-    let slot = ((key as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> (64 - SLOTS.trailing_zeros())) as usize;
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if cache.is_empty() {
-            cache.resize(SLOTS, None);
-        }
-        if let Some((cached_key, text)) = &cache[slot] {
+        // `Location`s are 8-aligned statics.
+        let slot = cache.slot(key as u64 >> 3);
+        if let Some((cached_key, text)) = slot {
             if *cached_key == key {
                 return Arc::clone(text);
             }
@@ -255,37 +272,33 @@ fn location_text(location: &'static Location<'static>) -> Arc<str> {
             location.column()
         )
         .into();
-        cache[slot] = Some((key, Arc::clone(&text)));
+        *slot = Some((key, Arc::clone(&text)));
         text
     })
 }
 
-/// A variable or lock name as a shared string. Call sites pass the same names over and over, so a small
-/// per-thread cache, indexed by the name's address and checked by content (a reused address of a dynamic string
-/// is a miss, never a wrong name), saves an allocation per event.
+/// A variable or lock name as a shared string. Call sites pass the same names over and over, so a per-thread
+/// cache, indexed by the name's address and checked by content (a reused address of a dynamic string is a miss,
+/// never a wrong name), saves an allocation per event.
 pub(crate) fn shared_name(name: &str) -> Arc<str> {
-    const SLOTS: usize = 256;
     const MAX_CACHED_LEN: usize = 256;
     thread_local! {
-        static CACHE: std::cell::RefCell<Vec<Option<Arc<str>>>> = const { std::cell::RefCell::new(Vec::new()) };
+        static CACHE: std::cell::RefCell<SlotCache<Arc<str>>> =
+            const { std::cell::RefCell::new(SlotCache::new()) };
     }
     if name.len() > MAX_CACHED_LEN {
         return Arc::from(name);
     }
-    let key = name.as_ptr() as u64 ^ name.len() as u64;
-    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize;
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if cache.is_empty() {
-            cache.resize(SLOTS, None);
-        }
-        if let Some(cached) = &cache[slot] {
+        let slot = cache.slot(name.as_ptr() as u64 ^ name.len() as u64);
+        if let Some(cached) = slot {
             if **cached == *name {
                 return Arc::clone(cached);
             }
         }
         let shared: Arc<str> = Arc::from(name);
-        cache[slot] = Some(Arc::clone(&shared));
+        *slot = Some(Arc::clone(&shared));
         shared
     })
 }
