@@ -92,6 +92,29 @@ impl SqliteStore {
         sep.push_unseparated(")");
     }
 
+    /// Every row of `table` belonging to `trace_ids`, ordered by trace and then `key`.
+    async fn rows_of_traces<T>(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        trace_ids: &[Uuid],
+        from_row: fn(&sqlx::sqlite::SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT * FROM {table} WHERE trace_id IN "));
+        Self::in_list(&mut qb, trace_ids);
+        qb.push(format!(" ORDER BY trace_id, {key}"));
+        qb.build()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
     async fn summaries(
         &self,
         rows: Vec<sqlx::sqlite::SqliteRow>,
@@ -391,41 +414,13 @@ impl Store for SqliteStore {
     }
 
     fn spans<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<SpanRecord>>> {
-        async move {
-            if trace_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT * FROM distributed_spans WHERE trace_id IN ");
-            Self::in_list(&mut qb, trace_ids);
-            qb.push(" ORDER BY trace_id, span_id");
-            qb.build()
-                .fetch_all(&self.read)
-                .await?
-                .iter()
-                .map(span_from_row)
-                .collect()
-        }
-        .boxed()
+        self.rows_of_traces("distributed_spans", "span_id", trace_ids, span_from_row)
+            .boxed()
     }
 
     fn edges<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<EdgeRecord>>> {
-        async move {
-            if trace_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT * FROM distributed_edges WHERE trace_id IN ");
-            Self::in_list(&mut qb, trace_ids);
-            qb.push(" ORDER BY trace_id, call_id");
-            qb.build()
-                .fetch_all(&self.read)
-                .await?
-                .iter()
-                .map(edge_from_row)
-                .collect()
-        }
-        .boxed()
+        self.rows_of_traces("distributed_edges", "call_id", trace_ids, edge_from_row)
+            .boxed()
     }
 
     fn traces_linking_to(&self, trace_id: Uuid) -> BoxFuture<'_, StoreResult<Vec<Uuid>>> {
