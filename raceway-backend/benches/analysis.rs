@@ -9,7 +9,12 @@
 //! (nested span writing `cache:{k}` sequentially), and responds. So every unit has cross-service call and
 //! response edges, forks/joins, lock hand-offs with other units, state accesses and 3 spans; wire clocks
 //! are ticked and merged as the SDKs do. The analysis finds no race (everything is ordered or locked).
-//! The events are round-tripped through JSON, as a store hands them to the analysis.
+//!
+//! The analysis gets its events the way a store hands them over: the trace is serialised to one JSON text
+//! per event (what the stores keep) and loaded with `analysis::load::TraceLoader` (what the stores' read
+//! paths call). Two rows per size, because the API pays both:
+//! * `load_trace/N`: JSON texts → `Vec<Event>` through the loader (parse + string interning);
+//! * `analyze_trace/N`: full `analyze_trace` on the loaded events.
 
 #[path = "../tests/analysis_support/mod.rs"]
 mod analysis_support;
@@ -19,12 +24,13 @@ use std::time::Duration;
 use analysis_support::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use raceway::{Access, Event, LockMode};
+use raceway_backend::analysis::load::TraceLoader;
 use raceway_backend::analysis::{analyze_trace, Baselines};
 
 const SERVICES: [&str; 5] = ["orders", "stock", "payments", "shipping", "users"];
 
-/// Builds a synthetic trace of about `n` events.
-pub fn synthetic_trace(n: usize) -> Vec<Event> {
+/// Builds a synthetic trace of about `n` events, as the JSON texts a store keeps (one per event).
+pub fn synthetic_trace(n: usize) -> Vec<String> {
     let mut tb = Tb::new();
     tb.step = 10_000;
     let root = tb.root(tid(7), "gateway", "gw-1", "POST /batch");
@@ -59,17 +65,20 @@ pub fn synthetic_trace(n: usize) -> Vec<Event> {
         tb.func(root, "pad");
     }
     tb.end(root);
-    // The analysis gets its events from a store, deserialised one by one from their JSON, so no `Arc<str>`
-    // (thread ids, services, clock keys, variables) is shared between events. The builder's clones would
-    // share them and keep them hot in the cache, so the events are round-tripped through JSON.
     tb.events
         .iter()
-        .map(|e| serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap())
+        .map(|e| serde_json::to_string(e).unwrap())
         .collect()
 }
 
+/// Loads stored JSON texts as the stores' read paths do.
+fn load(texts: &[String]) -> Vec<Event> {
+    let mut loader = TraceLoader::default();
+    texts.iter().map(|t| loader.event(t).unwrap()).collect()
+}
+
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("analyze_trace");
+    let mut group = c.benchmark_group("trace");
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
@@ -78,11 +87,16 @@ fn bench(c: &mut Criterion) {
         // The trace is built lazily inside the routine, which criterion only runs when the benchmark
         // matches the filter: profiling `analyze_trace/100000` then does not also build the 1M trace.
         // Criterion calls the routine once per sample, so the trace is cached across calls.
-        let mut trace: Option<Vec<Event>> = None;
+        let mut texts: Option<Vec<String>> = None;
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        group.bench_function(BenchmarkId::new("load_trace", n), |b| {
+            let texts = texts.get_or_insert_with(|| synthetic_trace(n));
+            b.iter(|| load(texts))
+        });
+        let mut trace: Option<Vec<Event>> = None;
+        group.bench_function(BenchmarkId::new("analyze_trace", n), |b| {
             let events = trace.get_or_insert_with(|| {
-                let events = synthetic_trace(n);
+                let events = load(texts.get_or_insert_with(|| synthetic_trace(n)));
                 let a = analyze_trace(&events, &baselines);
                 assert!(
                     a.race_conditions.is_empty(),

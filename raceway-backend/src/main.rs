@@ -3,6 +3,11 @@
 use clap::Parser;
 use raceway_backend::config::{Cli, Command, Config};
 
+// mimalloc: per-request body buffers and per-event allocations are reused from thread-local pages instead of
+// being returned to the kernel and faulted in again (see raceway-backend/BENCH_INGEST.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

@@ -181,7 +181,9 @@ async fn sqlite_group_commit() {
         .await
         .unwrap();
     sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.service = 'poison' \
+        // Events are stored per trace in blocks (no per-event row names a service); every new service of a
+        // trace gets a `trace_services` row in the same transaction.
+        "CREATE TRIGGER poison BEFORE INSERT ON trace_services WHEN NEW.service = 'poison' \
          BEGIN SELECT RAISE(ABORT, 'poisoned batch'); END",
     )
     .execute(&mut c)

@@ -7,15 +7,13 @@ use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
+use crate::captured::{CapturedEvent, CapturedLocation, ClockSnapshot};
 use crate::clock_header::{ClockPayload, RACEWAY_CLOCK};
 use crate::event::{Callee, HttpInfo, TraceparentStatus, Upstream};
 use crate::propagation::{Extracted, Extractor, Injector};
 use crate::trace_context::{TraceFlags, TraceParent, TraceState, TRACEPARENT, TRACESTATE};
 use crate::{
-    Event, EventKind, HeldLock, LockMode, Raceway, SpanId, SpanKind, Timestamp, TraceId,
-    VectorClock,
+    EventKind, HeldLock, LockMode, Raceway, SpanId, SpanKind, Timestamp, TraceId, VectorClock,
 };
 
 tokio::task_local! {
@@ -62,6 +60,8 @@ struct LogicalThread {
 struct ThreadState {
     seq: u64,
     clock: VectorClock,
+    /// `clock` as of its last change other than a local tick, shared by the events captured since.
+    snapshot: Option<Arc<VectorClock>>,
     locks: Vec<HeldLock>,
     forks: u32,
 }
@@ -116,7 +116,7 @@ impl Raceway {
             clock.merge(&upstream.clock);
             clock.bound(
                 self.inner.max_clock_components,
-                &self.inner.own_key,
+                &self.inner.identity.own_key,
                 self.inner.clock_ttl,
             );
         }
@@ -250,7 +250,7 @@ impl<T: Clone> SlotCache<T> {
 
 /// `file:line:column` of a call site, formatted once per call site and thread so that recording an event does not
 /// format a string every time.
-fn location_text(location: &'static Location<'static>) -> Arc<str> {
+pub(crate) fn location_text(location: &'static Location<'static>) -> Arc<str> {
     thread_local! {
         static CACHE: std::cell::RefCell<SlotCache<(usize, Arc<str>)>> =
             const { std::cell::RefCell::new(SlotCache::new()) };
@@ -335,6 +335,7 @@ impl Context {
                     state: Mutex::new(ThreadState {
                         seq: 0,
                         clock,
+                        snapshot: None,
                         locks: Vec::new(),
                         forks: 0,
                     }),
@@ -407,10 +408,13 @@ impl Context {
     pub fn merge_clock(&self, other: &VectorClock) {
         let inner = &self.inner.raceway.inner;
         let mut state = lock_state(&self.inner.thread);
+        state.snapshot = None;
         state.clock.merge(other);
-        state
-            .clock
-            .bound(inner.max_clock_components, &inner.own_key, inner.clock_ttl);
+        state.clock.bound(
+            inner.max_clock_components,
+            &inner.identity.own_key,
+            inner.clock_ttl,
+        );
     }
 
     /// Records an event of `kind` at the caller's location.
@@ -420,6 +424,7 @@ impl Context {
     }
 
     /// Records an event with an explicit location and duration.
+    #[inline]
     pub fn record_at(
         &self,
         kind: EventKind,
@@ -474,6 +479,7 @@ impl Context {
         );
     }
 
+    #[inline]
     fn record_with(
         &self,
         kind: impl FnOnce() -> EventKind,
@@ -490,6 +496,7 @@ impl Context {
         );
     }
 
+    #[inline]
     fn record_inner(
         &self,
         kind: impl FnOnce() -> EventKind,
@@ -503,38 +510,43 @@ impl Context {
         let mut state = lock_state(&span.thread);
         let seq = state.seq;
         state.seq += 1;
-        state.clock.tick_shared(&raceway.own_key);
+        let own = state.clock.tick_shared(&raceway.identity.own_key);
         if !span.raceway.is_capturing() {
             update_locks(&mut state.locks);
             return;
         }
-        let event = Event {
-            id: Uuid::new_v4(),
-            trace_id: span.trace_id.to_uuid(),
+        let base = match &state.snapshot {
+            Some(base) => Arc::clone(base),
+            None => {
+                let base = Arc::new(state.clock.clone());
+                state.snapshot = Some(Arc::clone(&base));
+                base
+            }
+        };
+        // Built in place by the sink, and only when it has room for it.
+        span.raceway.capture_with(|| CapturedEvent {
+            trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
             thread_id: Arc::clone(&span.thread.id),
             seq,
-            service: Arc::clone(&raceway.service),
-            instance: Arc::clone(&raceway.instance),
             timestamp: Timestamp::now(),
             duration_ns: duration
                 .map(|d| d.as_nanos().min(crate::vector_clock::MAX_COUNTER as u128) as u64),
-            vector_clock: state.clock.clone(),
+            clock: ClockSnapshot { base, own },
             locks_held: state.locks.clone(),
             location: match location {
-                EventLocation::Caller(location) => location.map(location_text),
-                EventLocation::Text(text) => text.map(|mut t| {
-                    truncate_utf8(&mut t, 1024);
-                    Arc::from(t)
-                }),
+                EventLocation::Caller(Some(location)) => CapturedLocation::Caller(location),
+                EventLocation::Text(Some(mut text)) => {
+                    truncate_utf8(&mut text, 1024);
+                    CapturedLocation::Text(text.into())
+                }
+                EventLocation::Caller(None) | EventLocation::Text(None) => CapturedLocation::None,
             },
             tags: bound_tags(tags),
             kind: kind(),
-        };
+        });
         update_locks(&mut state.locks);
-        drop(state);
-        span.raceway.capture(event);
     }
 
     /// Records `http_response` (when `status` is given) and `span_end` for a span opened with
@@ -650,6 +662,7 @@ impl Context {
                     state: Mutex::new(ThreadState {
                         seq: 0,
                         clock,
+                        snapshot: None,
                         locks: Vec::new(),
                         forks: 0,
                     }),

@@ -5,19 +5,23 @@
 //! used or slowed, and a sync application works as well as an async one. Producers wake the exporter only when a
 //! batch is full; otherwise it collects on its flush timer, so recording an event costs no system call.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use crate::captured::{CapturedEvent, ServiceIdentity};
 use crate::stats::Stats;
 use crate::Event;
 
 /// Largest request body the exporter sends; larger batches are split.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Events a producer thread reserves from the queue's capacity, and hands over to the exporter, at a time.
+const BLOCK: usize = 64;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ExporterConfig {
@@ -30,13 +34,146 @@ pub(crate) struct ExporterConfig {
     pub(crate) max_backoff: Duration,
 }
 
+/// The bounded queue between the application's threads and the exporter.
+///
+/// Each producing thread appends to a buffer of its own (behind a lock that only the exporter's periodic drain
+/// ever contends) and hands it over a block at a time, so a capture touches no cache line another thread
+/// writes to. The capacity is shared out in blocks: a thread reserves [`BLOCK`] slots at once, so up to one
+/// block per producing thread may stay reserved but unused while the queue counts as full.
 struct Queue {
-    events: ArrayQueue<Box<Event>>,
-    batch_ready: Notify,
+    capacity: usize,
     batch_size: usize,
-    /// Events pushed so far, touched by producers only: `ArrayQueue::len` would read the consumer's head index
-    /// and miss the cache on every capture while the exporter drains.
-    pushed: AtomicUsize,
+    block: usize,
+    /// Slots reserved by producers: events buffered anywhere in the queue plus unused reservations.
+    reserved: AtomicUsize,
+    /// Blocks handed over and not yet drained.
+    ready: Mutex<ReadyBlocks>,
+    batch_ready: Notify,
+    /// Every thread's buffer; the exporter drains them on its timer and on flush.
+    producers: Mutex<Vec<Arc<Producer>>>,
+}
+
+#[derive(Default)]
+struct ReadyBlocks {
+    blocks: Vec<Vec<CapturedEvent>>,
+    events: usize,
+}
+
+#[derive(Default)]
+struct Producer {
+    buffer: Mutex<LocalBuffer>,
+}
+
+#[derive(Default)]
+struct LocalBuffer {
+    events: Vec<CapturedEvent>,
+    /// Reserved slots not used yet.
+    unused: usize,
+}
+
+thread_local! {
+    /// This thread's buffer in each live queue (usually one).
+    static PRODUCERS: RefCell<Vec<(Weak<Queue>, Arc<Producer>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Queue {
+    /// Reserves up to `wanted` slots; 0 when the queue is full.
+    fn reserve(&self, wanted: usize) -> usize {
+        let mut current = self.reserved.load(Ordering::Relaxed);
+        loop {
+            let n = wanted.min(self.capacity.saturating_sub(current));
+            if n == 0 {
+                return 0;
+            }
+            match self.reserved.compare_exchange_weak(
+                current,
+                current + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Appends the event `make` builds to `producer`'s buffer; `false` (without calling `make`) when the queue
+    /// is full.
+    #[inline]
+    fn push(&self, producer: &Producer, make: impl FnOnce() -> CapturedEvent) -> bool {
+        let mut buffer = lock(&producer.buffer);
+        if buffer.unused == 0 {
+            buffer.unused = self.reserve(self.block);
+            if buffer.unused == 0 {
+                return false;
+            }
+        }
+        buffer.unused -= 1;
+        if buffer.events.capacity() == 0 {
+            buffer.events.reserve_exact(self.block);
+        }
+        buffer.events.push(make());
+        if buffer.events.len() >= self.block {
+            let block = std::mem::take(&mut buffer.events);
+            drop(buffer);
+            self.hand_over(block);
+        }
+        true
+    }
+
+    /// For threads whose thread-locals are gone (capture from a thread-local destructor): a block of one.
+    fn push_unbuffered(&self, make: impl FnOnce() -> CapturedEvent) -> bool {
+        if self.reserve(1) == 0 {
+            return false;
+        }
+        self.hand_over(vec![make()]);
+        true
+    }
+
+    fn hand_over(&self, block: Vec<CapturedEvent>) {
+        let mut ready = lock(&self.ready);
+        ready.events += block.len();
+        ready.blocks.push(block);
+        let wake = ready.events >= self.batch_size;
+        drop(ready);
+        // The exporter drains everything handed over when it wakes.
+        if wake {
+            self.batch_ready.notify_one();
+        }
+    }
+
+    /// Moves the handed-over blocks (and, with `everything`, the threads' partial buffers) into `out`.
+    fn drain(&self, out: &mut Vec<CapturedEvent>, everything: bool) {
+        let before = out.len();
+        let blocks = {
+            let mut ready = lock(&self.ready);
+            ready.events = 0;
+            std::mem::take(&mut ready.blocks)
+        };
+        for mut block in blocks {
+            out.append(&mut block);
+        }
+        let mut released = 0;
+        if everything {
+            lock(&self.producers).retain(|producer| {
+                let mut buffer = lock(&producer.buffer);
+                out.append(&mut buffer.events);
+                // Only the list still holds the buffer: its thread has exited.
+                let alive = Arc::strong_count(producer) > 1;
+                if !alive {
+                    released += std::mem::take(&mut buffer.unused);
+                }
+                alive
+            });
+        }
+        let drained = out.len() - before;
+        self.reserved
+            .fetch_sub(drained + released, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Exporter {
@@ -48,14 +185,19 @@ pub(crate) struct Exporter {
 impl Exporter {
     pub(crate) fn start(
         config: ExporterConfig,
+        identity: ServiceIdentity,
         queue_capacity: usize,
         stats: Arc<Stats>,
     ) -> std::io::Result<Self> {
+        let batch_size = config.batch_size.max(1);
         let queue = Arc::new(Queue {
-            events: ArrayQueue::new(queue_capacity.max(1)),
+            capacity: queue_capacity.max(1),
+            batch_size,
+            block: BLOCK.min(batch_size),
+            reserved: AtomicUsize::new(0),
+            ready: Mutex::default(),
             batch_ready: Notify::new(),
-            batch_size: config.batch_size.max(1),
-            pushed: AtomicUsize::new(0),
+            producers: Mutex::default(),
         });
         let (flushes, flush_requests) = mpsc::channel(16);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -64,21 +206,31 @@ impl Exporter {
         let exporter_queue = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("raceway-exporter".into())
-            .spawn(move || runtime.block_on(run(config, exporter_queue, flush_requests, stats)))?;
+            .spawn(move || {
+                runtime.block_on(run(config, identity, exporter_queue, flush_requests, stats))
+            })?;
         Ok(Self { queue, flushes })
     }
 
-    /// Non-blocking; `false` when the queue is full.
-    pub(crate) fn try_send(&self, event: Event) -> bool {
-        let queue = &*self.queue;
-        if queue.events.push(Box::new(event)).is_err() {
-            return false;
+    /// Non-blocking; `false` (without calling `make`) when the queue is full.
+    #[inline]
+    pub(crate) fn try_send_with(&self, make: impl FnOnce() -> CapturedEvent) -> bool {
+        let queue = &self.queue;
+        let mut make = Some(make);
+        let buffered = PRODUCERS.try_with(|producers| {
+            let mut producers = producers.try_borrow_mut().ok()?;
+            let target = Arc::as_ptr(queue);
+            let index = match producers.iter().position(|(q, _)| q.as_ptr() == target) {
+                Some(index) => index,
+                None => register(queue, &mut producers),
+            };
+            Some(queue.push(&producers[index].1, make.take()?))
+        });
+        match (buffered, make) {
+            (Ok(Some(sent)), _) => sent,
+            (_, Some(make)) => queue.push_unbuffered(make),
+            (_, None) => false,
         }
-        // One wake-up per `batch_size` events; the exporter drains everything queued when it wakes.
-        if queue.pushed.fetch_add(1, Ordering::Relaxed) % queue.batch_size == queue.batch_size - 1 {
-            queue.batch_ready.notify_one();
-        }
-        true
     }
 
     pub(crate) async fn flush(&self, deadline: Duration) -> bool {
@@ -91,20 +243,47 @@ impl Exporter {
     }
 }
 
-// The queue hands out boxes; keeping them boxed moves pointers instead of 344-byte events.
-#[allow(clippy::vec_box)]
-fn drain(queue: &Queue, buffer: &mut Vec<Box<Event>>) {
-    while let Some(event) = queue.events.pop() {
-        buffer.push(event);
+/// First capture from this thread into `queue`: forgets queues that are gone, registers a buffer.
+#[cold]
+fn register(queue: &Arc<Queue>, producers: &mut Vec<(Weak<Queue>, Arc<Producer>)>) -> usize {
+    producers.retain(|(q, _)| q.strong_count() > 0);
+    let producer = Arc::new(Producer::default());
+    lock(&queue.producers).push(Arc::clone(&producer));
+    producers.push((Arc::downgrade(queue), producer));
+    producers.len() - 1
+}
+
+/// Drains the queue into `buffer` as wire events.
+struct Drain<'a> {
+    queue: &'a Queue,
+    identity: ServiceIdentity,
+    captured: Vec<CapturedEvent>,
+}
+
+impl Drain<'_> {
+    fn run(&mut self, buffer: &mut Vec<Event>, everything: bool) {
+        self.queue.drain(&mut self.captured, everything);
+        buffer.extend(
+            self.captured
+                .drain(..)
+                .map(|event| event.into_event(&self.identity)),
+        );
     }
 }
 
 async fn run(
     config: ExporterConfig,
+    identity: ServiceIdentity,
     queue: Arc<Queue>,
     mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
     stats: Arc<Stats>,
 ) {
+    let mut drain = Drain {
+        queue: &queue,
+        identity,
+        captured: Vec::new(),
+    };
+    let mut buffer: Vec<Event> = Vec::with_capacity(config.batch_size);
     let client = match reqwest::Client::builder()
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout)
@@ -114,9 +293,9 @@ async fn run(
         Err(e) => {
             tracing::warn!(error = %e, "raceway exporter could not build an HTTP client; events are dropped");
             loop {
-                let mut dropped = Vec::new();
-                drain(&queue, &mut dropped);
-                Stats::add(&stats.events_failed, dropped.len() as u64);
+                drain.run(&mut buffer, true);
+                Stats::add(&stats.events_failed, buffer.len() as u64);
+                buffer.clear();
                 match flush_requests.recv().await {
                     Some(done) => {
                         let _ = done.send(());
@@ -131,14 +310,12 @@ async fn run(
         config: &config,
         stats: &stats,
     };
-    // Boxed events: batching and halving move pointers, never the events themselves.
-    let mut buffer: Vec<Box<Event>> = Vec::with_capacity(config.batch_size);
     let mut next_flush = Instant::now() + config.flush_interval;
     loop {
         tokio::select! {
             request = flush_requests.recv() => {
-                // Everything captured before the flush request is already in the queue.
-                drain(&queue, &mut buffer);
+                // Everything captured before the flush request is in a buffer the drain reads.
+                drain.run(&mut buffer, true);
                 sender.send_all(&mut buffer).await;
                 match request {
                     Some(done) => {
@@ -148,14 +325,14 @@ async fn run(
                 }
             }
             () = queue.batch_ready.notified() => {
-                drain(&queue, &mut buffer);
+                drain.run(&mut buffer, false);
                 // Full batches go now; the remainder waits for more events or the flush interval.
                 let full = buffer.len() - buffer.len() % config.batch_size.max(1);
                 sender.send_events(&buffer[..full]).await;
                 buffer.drain(..full);
             }
             () = tokio::time::sleep_until(next_flush) => {
-                drain(&queue, &mut buffer);
+                drain.run(&mut buffer, true);
                 sender.send_all(&mut buffer).await;
                 next_flush = Instant::now() + config.flush_interval;
             }
@@ -176,19 +353,18 @@ enum Outcome {
 }
 
 impl Sender<'_> {
-    #[allow(clippy::vec_box)]
-    async fn send_all(&self, buffer: &mut Vec<Box<Event>>) {
+    async fn send_all(&self, buffer: &mut Vec<Event>) {
         self.send_events(buffer).await;
         buffer.clear();
     }
 
-    async fn send_events(&self, events: &[Box<Event>]) {
+    async fn send_events(&self, events: &[Event]) {
         for batch in events.chunks(self.config.batch_size.max(1)) {
             self.send_batch(batch).await;
         }
     }
 
-    async fn send_batch(&self, events: &[Box<Event>]) {
+    async fn send_batch(&self, events: &[Event]) {
         // Iterative halving keeps every body under the limit without recursion.
         let mut stack = vec![events];
         while let Some(batch) = stack.pop() {
@@ -283,5 +459,5 @@ impl Sender<'_> {
 
 #[derive(serde::Serialize)]
 struct BatchRef<'a> {
-    events: &'a [Box<Event>],
+    events: &'a [Event],
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::captured::{CapturedEvent, ServiceIdentity};
 use crate::exporter::{Exporter, ExporterConfig};
 use crate::propagation::{Extracted, Extractor};
 use crate::stats::{Stats, StatsSnapshot};
@@ -25,9 +26,7 @@ pub struct Raceway {
 }
 
 pub(crate) struct Inner {
-    pub(crate) service: Arc<str>,
-    pub(crate) instance: Arc<str>,
-    pub(crate) own_key: Arc<str>,
+    pub(crate) identity: ServiceIdentity,
     pub(crate) propagation_enabled: bool,
     pub(crate) headers_debug: bool,
     pub(crate) tracestate_entry: bool,
@@ -241,6 +240,11 @@ impl RacewayBuilder {
                 return Err(BuildError::InvalidApiKey);
             }
         }
+        let identity = ServiceIdentity {
+            own_key: format!("{service}#{instance}").into(),
+            service: service.into(),
+            instance: instance.into(),
+        };
         let stats = Arc::new(Stats::default());
         let sink = if let Some(recorder) = self.recorder.clone() {
             Sink::Recorder(recorder)
@@ -262,18 +266,16 @@ impl RacewayBuilder {
             };
             Sink::Http(Exporter::start(
                 config,
+                identity.clone(),
                 self.queue_capacity,
                 Arc::clone(&stats),
             )?)
         } else {
             Sink::None
         };
-        let own_key: Arc<str> = format!("{service}#{instance}").into();
         Ok(Raceway {
             inner: Arc::new(Inner {
-                service: service.into(),
-                instance: instance.into(),
-                own_key,
+                identity,
                 propagation_enabled: self.propagation_enabled,
                 headers_debug: self.propagation_headers_debug,
                 tracestate_entry: self.tracestate_entry,
@@ -305,17 +307,17 @@ impl Raceway {
 
     /// Service name.
     pub fn service_name(&self) -> &str {
-        &self.inner.service
+        &self.inner.identity.service
     }
 
     /// Instance id.
     pub fn instance_id(&self) -> &str {
-        &self.inner.instance
+        &self.inner.identity.instance
     }
 
     /// This service's clock component key, `service#instance`.
     pub fn clock_key(&self) -> &str {
-        &self.inner.own_key
+        &self.inner.identity.own_key
     }
 
     /// Whether integrations propagate (when `false` they pass requests through untouched).
@@ -359,7 +361,7 @@ impl Raceway {
         }
         if self.inner.headers_debug {
             tracing::debug!(
-                service = %self.inner.service,
+                service = %self.inner.identity.service,
                 traceparent = ?extracted.traceparent,
                 traceparent_error = ?extracted.traceparent_error,
                 tracestate_error = ?extracted.tracestate_error,
@@ -383,16 +385,18 @@ impl Raceway {
         self.flush(Duration::from_secs(5)).await
     }
 
-    pub(crate) fn capture(&self, event: Event) {
+    /// Captures the event `make` builds, calling it only when the sink has room.
+    #[inline]
+    pub(crate) fn capture_with(&self, make: impl FnOnce() -> CapturedEvent) {
         let stats = &self.inner.stats;
         match &self.inner.sink {
             Sink::None => {}
             Sink::Recorder(recorder) => {
                 Stats::add(&stats.events_captured, 1);
-                recorder.push(event);
+                recorder.push(make().into_event(&self.inner.identity));
             }
             Sink::Http(exporter) => {
-                if exporter.try_send(event) {
+                if exporter.try_send_with(make) {
                     Stats::add(&stats.events_captured, 1);
                 } else {
                     Stats::add(&stats.events_dropped, 1);
@@ -405,8 +409,8 @@ impl Raceway {
 impl std::fmt::Debug for Raceway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Raceway")
-            .field("service", &self.inner.service)
-            .field("instance", &self.inner.instance)
+            .field("service", &self.inner.identity.service)
+            .field("instance", &self.inner.identity.instance)
             .field("capturing", &self.is_capturing())
             .finish()
     }

@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod captured;
 pub mod clock_header;
 mod clock_json;
 mod context;

@@ -21,6 +21,23 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // One vDSO call and integer math; `SystemTime` goes through `Duration` and u128 nanoseconds.
+            // SAFETY: `now` is a valid, writable timespec; CLOCK_REALTIME always exists on Linux.
+            #[allow(clippy::useless_conversion)] // `time_t` and `c_long` are i32 on 32-bit targets.
+            if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } == 0 {
+                return Self(
+                    i64::from(now.tv_sec)
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(i64::from(now.tv_nsec)),
+                );
+            }
+        }
         match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(d) => Self(d.as_nanos().min(i64::MAX as u128) as i64),
             Err(e) => Self(-(e.duration().as_nanos().min(i64::MAX as u128) as i64)),

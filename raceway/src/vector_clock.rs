@@ -181,6 +181,21 @@ impl VectorClock {
         }
     }
 
+    /// Sets `key`'s counter (inserting it when missing), for rebuilding a clock from a shared snapshot.
+    pub(crate) fn set_counter(&mut self, key: &Arc<str>, counter: u64) {
+        match self.position(key) {
+            Ok(i) => self.components[i].counter = counter,
+            Err(i) => self.components.insert(
+                i,
+                Component {
+                    key: Arc::clone(key),
+                    counter,
+                    touched: process_seconds(),
+                },
+            ),
+        }
+    }
+
     /// Element-wise maximum with `other`.
     pub fn merge(&mut self, other: &VectorClock) {
         if other.components.is_empty() {

@@ -367,6 +367,36 @@ fn clock_is_bounded_when_merging_many_components() {
 }
 
 #[test]
+fn every_event_carries_the_clock_of_its_moment_across_merges() {
+    let (raceway, recorder) = recording("svc");
+    let ctx = raceway.new_trace("t");
+    let mut expected = vec![ctx.clock()];
+    ctx.in_scope(|| {
+        for round in 0..5u64 {
+            for _ in 0..3 {
+                raceway::track_read("x");
+                expected.push(ctx.clock());
+            }
+            // Merges change components other than our own: later events must show them, earlier ones not.
+            ctx.merge_clock(&raceway::VectorClock::from_pairs([
+                (format!("peer{}#1", round % 2), round + 10),
+                ("zz#1".to_owned(), round),
+            ]));
+        }
+    });
+    let events = recorder.events();
+    assert_eq!(events.len(), expected.len());
+    for (event, clock) in events.iter().zip(&expected) {
+        assert_eq!(
+            event.vector_clock.iter().collect::<Vec<_>>(),
+            clock.iter().collect::<Vec<_>>(),
+            "event seq {}",
+            event.seq
+        );
+    }
+}
+
+#[test]
 fn reparented_call_links_to_the_clock_span_and_answers_with_the_received_parent() {
     let (caller, _) = recording("caller");
     let (callee, _) = recording("callee");

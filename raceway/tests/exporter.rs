@@ -19,6 +19,7 @@ struct Backend {
     /// Status codes to answer, in order; then 200.
     script: Mutex<Vec<(u16, Option<&'static str>)>>,
     delay: Mutex<Option<Duration>>,
+    received: Mutex<Vec<raceway::Event>>,
 }
 
 async fn ingest(
@@ -48,6 +49,7 @@ async fn ingest(
     }
     let batch: EventBatch = serde_json::from_str(&body).expect("valid batch");
     b.events.fetch_add(batch.events.len(), Ordering::SeqCst);
+    b.received.lock().unwrap().extend(batch.events);
     (StatusCode::OK, out)
 }
 
@@ -197,6 +199,75 @@ async fn bodies_stay_under_the_limit() {
         sizes.iter().all(|&s| s <= raceway::MAX_BATCH_BYTES),
         "{sizes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_many_threads_arrive_complete_even_after_their_threads_exit() {
+    let (b, url) = backend().await;
+    let raceway = client(&url).batch_size(100).build().unwrap();
+    // Each thread buffers its events locally; none of these counts is a multiple of the hand-over block, and
+    // every thread exits before the flush, so the exporter must collect the partial buffers of dead threads.
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let raceway = raceway.clone();
+            std::thread::spawn(move || {
+                let ctx = raceway.new_trace(format!("thread-{t}"));
+                ctx.in_scope(|| {
+                    for i in 0..(100 * t + 37) {
+                        raceway::track_write("x", i);
+                    }
+                });
+                ctx.trace_id()
+            })
+        })
+        .collect();
+    let traces: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(raceway.flush(Duration::from_secs(10)).await);
+    let received = b.received.lock().unwrap().clone();
+    let stats = raceway.stats();
+    let expected: usize = (0..6).map(|t| 100 * t + 38).sum();
+    assert_eq!(received.len(), expected);
+    assert_eq!(
+        (stats.events_sent, stats.events_dropped),
+        (expected as u64, 0)
+    );
+    let ids: std::collections::HashSet<_> = received.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), expected, "event ids are unique");
+    for (t, trace) in traces.iter().enumerate() {
+        let mut events: Vec<_> = received
+            .iter()
+            .filter(|e| e.trace_id == trace.to_uuid())
+            .collect();
+        events.sort_by_key(|e| e.seq);
+        assert_eq!(events.len(), 100 * t + 38);
+        for (i, event) in events.iter().enumerate() {
+            // Program order survives, and each event carries the clock after its own tick.
+            assert_eq!(event.seq, i as u64);
+            assert_eq!(event.vector_clock.get("svc#i1"), i as u64 + 1);
+            assert_eq!((&*event.service, &*event.instance), ("svc", "i1"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_bound_holds_across_threads() {
+    let (b, url) = backend().await;
+    *b.delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let raceway = client(&url)
+        .queue_capacity(100)
+        .batch_size(10)
+        .build()
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let raceway = raceway.clone();
+            std::thread::spawn(move || emit(&raceway, 2_000))
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let stats = raceway.stats();
+    assert_eq!(stats.events_captured + stats.events_dropped, 4 * 2_001);
+    assert!(stats.events_dropped >= 7_000, "{stats:?}");
 }
 
 #[test]

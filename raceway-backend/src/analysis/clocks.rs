@@ -26,33 +26,20 @@
 //!    present for a merged server start, the callee's `span_end` present for a response with `callee`).
 //!
 //! Both checks are done in one merge-walk per edge over the two key-sorted clocks (linear in the number of
-//! components, no per-component binary search), and an event's own key is compared with the
-//! `service#instance` string the graph interned for it.
+//! components, no per-component binary search), on the compact copy of the clocks the graph made
+//! (`graph::WireClocks`: keys as ranks in byte order, so comparing two keys is comparing two integers).
 //!
 //! At most [`MAX_CONFLICTS`] conflicts are reported (warning `clock_conflicts_truncated` beyond).
-
-use std::cmp::Ordering;
 
 use raceway::{CausalOrder, Event, EventKind};
 
 use super::fxhash::FxMap;
-use super::graph::{EdgeKind, Graph};
+use super::graph::{EdgeKind, Graph, Kind};
 use super::model::ClockConflict;
 use super::warnings::Warnings;
 
 /// Maximum conflicts reported per trace.
 pub const MAX_CONFLICTS: usize = 1_000;
-
-/// Byte order of clock keys (the order `VectorClock` keeps its components in); equal keys are the common
-/// case, so they are tested first.
-#[inline]
-fn key_cmp(a: &str, b: &str) -> Ordering {
-    if a == b {
-        Ordering::Equal
-    } else {
-        a.as_bytes().cmp(b.as_bytes())
-    }
-}
 
 fn merged_start(e: &Event) -> Option<bool> {
     match &e.kind {
@@ -79,27 +66,40 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
     let mut instance_index: Option<FxMap<String, Vec<(u64, u32)>>> = None;
     // (pred, derived) : derived = the edge may be checked for inversion.
     let mut preds: Vec<(u32, bool)> = Vec::with_capacity(4);
-    // Scratch: the event's clock components, and per component the largest value a predecessor knew.
-    let mut comps: Vec<(&str, u64)> = Vec::new();
-    // Each event's own component key, `service#instance`, built once per distinct pair.
-    let own_keys: Vec<String> = g
+    // Rank of each event's own component key, `service#instance` (none: no clock has that key).
+    let own_rank: Vec<u32> = g
         .instances
         .iter()
-        .map(|(s, i)| format!("{s}#{i}"))
+        .map(|(s, i)| g.wire.rank(&format!("{s}#{i}")).unwrap_or(u32::MAX))
         .collect();
+    // Scratch: per component of B, the largest value a predecessor knew.
     let mut best: Vec<u64> = Vec::new();
     for v in 0..g.events.len() {
-        let b = g.events[v];
+        // Only span starts and responses need the event itself (their upstream / callee); everything
+        // else comes from the graph's dense tables and compact clocks.
+        let (merged, callee) = match g.kind[v] {
+            Kind::SpanStart => (merged_start(g.events[v]) == Some(true), false),
+            Kind::Response => (
+                false,
+                matches!(
+                    g.events[v].kind,
+                    EventKind::OutboundResponse {
+                        callee: Some(_),
+                        ..
+                    }
+                ),
+            ),
+            _ => (false, false),
+        };
         preds.clear();
         let mut complete = true;
         if g.pos[v] > 0 {
-            let p = g.events[v - 1];
-            if p.seq + 1 == b.seq {
+            if g.seq[v - 1] + 1 == g.seq[v] {
                 preds.push(((v - 1) as u32, true));
             } else {
                 complete = false;
             }
-        } else if b.seq > 0 {
+        } else if g.seq[v] > 0 {
             complete = false;
         }
         let mut has_call = false;
@@ -115,65 +115,46 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
                 EdgeKind::Join => preds.push((e.from, false)),
                 EdgeKind::Call => {
                     has_call = true;
-                    if merged_start(b) == Some(true) {
+                    if merged {
                         preds.push((e.from, true));
                     }
                 }
                 EdgeKind::Response => {
                     has_response = true;
-                    if matches!(
-                        b.kind,
-                        EventKind::OutboundResponse {
-                            callee: Some(_),
-                            ..
-                        }
-                    ) {
+                    if callee {
                         preds.push((e.from, false));
                     }
                 }
                 EdgeKind::Lock => {}
             }
         }
-        if merged_start(b) == Some(true) && !has_call {
+        if merged && !has_call {
             complete = false;
         }
-        if matches!(
-            b.kind,
-            EventKind::OutboundResponse {
-                callee: Some(_),
-                ..
-            }
-        ) && !has_response
-        {
+        if callee && !has_response {
             complete = false;
         }
-        // One merge-walk per predecessor over the two key-sorted clocks does both checks: it finds the
+        // One merge-walk per predecessor over the two rank-sorted clocks does both checks: it finds the
         // first inversion and collects, for each of B's components, the largest value any predecessor knew.
-        // (A `get` per component would cost a binary search of string compares each.)
-        comps.clear();
-        comps.extend(b.vector_clock.iter());
+        let (bk, bc) = g.wire.of(g.input_of[v]);
         best.clear();
-        best.resize(comps.len(), 0);
+        best.resize(bk.len(), 0);
         for &(p, derived) in &preds {
-            let a = g.events[p as usize];
+            let (ak, ac) = g.wire.of(g.input_of[p as usize]);
             let mut j = 0;
-            let mut inversion: Option<(&str, u64, u64)> = None;
-            for (k, x) in a.vector_clock.iter() {
+            let mut inversion: Option<(u32, u64, u64)> = None;
+            for (&k, &x) in ak.iter().zip(ac) {
                 // Advance to `k` in B's keys (absent components count as 0 and are not compared).
-                let mut y = None;
-                while let Some(&(bk, by)) = comps.get(j) {
-                    match key_cmp(bk, k) {
-                        Ordering::Less => j += 1,
-                        Ordering::Equal => {
-                            y = Some(by);
-                            break;
-                        }
-                        Ordering::Greater => break,
-                    }
+                while j < bk.len() && bk[j] < k {
+                    j += 1;
                 }
-                let Some(y) = y else {
+                if j == bk.len() {
+                    break;
+                }
+                if bk[j] != k {
                     continue;
-                };
+                }
+                let y = bc[j];
                 if derived && inversion.is_none() && y > 0 && y < x {
                     inversion = Some((k, x, y));
                 }
@@ -186,6 +167,8 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
             if let Some((key, x, y)) = inversion {
                 total += 1;
                 if out.len() < MAX_CONFLICTS {
+                    let (a, b) = (g.events[p as usize], g.events[v]);
+                    let key = g.wire.names[key as usize];
                     out.push(ClockConflict {
                         first_event: a.id,
                         second_event: b.id,
@@ -204,16 +187,20 @@ pub(crate) fn conflicts(g: &Graph<'_>, w: &mut Warnings) -> Vec<ClockConflict> {
         if !complete || preds.is_empty() {
             continue;
         }
-        let unsupported = comps
+        let own = own_rank[g.instance_of[v] as usize];
+        let unsupported = bk
             .iter()
+            .zip(bc)
             .zip(&best)
-            .find(|&(&(k, y), &best)| y > best && k != own_keys[g.instance_of[v] as usize])
-            .map(|(&(k, y), &best)| (k, y, best));
+            .find(|&((&k, &y), &best)| y > best && k != own)
+            .map(|((&k, &y), &best)| (k, y, best));
         if let Some((key, y, best)) = unsupported {
             total += 1;
             if out.len() >= MAX_CONFLICTS {
                 continue;
             }
+            let b = g.events[v];
+            let key = g.wire.names[key as usize];
             let index = instance_index.get_or_insert_with(|| build_instance_index(g));
             let first = index.get(key).and_then(|list| {
                 let i = list.partition_point(|&(c, _)| c < y);

@@ -49,6 +49,7 @@ use raceway::{Event, EventKind, LockMode, SpanId};
 use uuid::Uuid;
 
 use super::fxhash::FxMap;
+use super::load::{same_str, StrIds};
 use super::warnings::Warnings;
 
 /// Kind of an explicit (non program-order) edge.
@@ -121,6 +122,49 @@ pub(crate) struct Graph<'a> {
     pub instances: Vec<(&'a str, &'a str)>,
     /// Index into `instances` of each canonical event.
     pub instance_of: Vec<u32>,
+    /// `seq` of each canonical event.
+    pub seq: Vec<u64>,
+    /// Input index of each canonical event.
+    pub input_of: Vec<u32>,
+    /// The wire clocks in compact form (see [`WireClocks`]).
+    pub wire: WireClocks<'a>,
+}
+
+/// The events' wire vector clocks, copied out of the events in one sequential pass so that the clock
+/// check does not have to chase every event's component list (a cache miss each) again.
+///
+/// Components of input event `i` are `key[off[i]..off[i + 1]]` / `counter[..]`, in the clock's own order
+/// (bytewise by key). A key is stored as its **rank**: the position of its text among the trace's
+/// distinct clock keys sorted bytewise, so ranks compare exactly like the texts.
+pub(crate) struct WireClocks<'a> {
+    /// Offsets into `key` / `counter` per input event (length = events + 1).
+    pub off: Vec<u32>,
+    /// Key rank of each component.
+    pub key: Vec<u32>,
+    /// Counter of each component.
+    pub counter: Vec<u64>,
+    /// Text of each rank.
+    pub names: Vec<&'a str>,
+}
+
+impl WireClocks<'_> {
+    /// Components (key ranks, counters) of input event `i`.
+    #[inline]
+    pub fn of(&self, i: u32) -> (&[u32], &[u64]) {
+        let (a, b) = (
+            self.off[i as usize] as usize,
+            self.off[i as usize + 1] as usize,
+        );
+        (&self.key[a..b], &self.counter[a..b])
+    }
+
+    /// Rank of a key text, if any clock of the trace has it.
+    pub fn rank(&self, key: &str) -> Option<u32> {
+        self.names
+            .binary_search_by(|n| n.as_bytes().cmp(key.as_bytes()))
+            .ok()
+            .map(|r| r as u32)
+    }
 }
 
 /// Event kinds the later passes dispatch on, kept in a dense table so that they do not have to read the
@@ -148,19 +192,46 @@ impl<'a> Graph<'a> {
     /// Builds the graph. Never panics on bad data, never recurses.
     pub fn build(input: &'a [Event], warnings: &mut Warnings) -> Graph<'a> {
         // 1. Intern logical threads and sort events by (thread, seq). Consecutive input events are often
-        // of the same thread, so the map is skipped while the thread does not change.
-        let mut thread_ids: FxMap<(Uuid, &'a str), u32> = FxMap::default();
+        // of the same thread, so the map is skipped while the thread does not change. Thread id strings
+        // get dense ids first (by address when the trace was interned, see `load`).
+        let mut thread_names: StrIds<'a> = StrIds::default();
+        let mut thread_ids: FxMap<(Uuid, u32), u32> = FxMap::default();
         let mut thread_of_input: Vec<u32> = Vec::with_capacity(input.len());
         let mut seq_of_input: Vec<u64> = Vec::with_capacity(input.len());
         let mut last: Option<(Uuid, &'a str, u32)> = None;
+        // Wire clocks, copied out in the same sequential pass (see `WireClocks`). Consecutive events
+        // mostly have the same keys at the same positions, so a key is looked up only when its address
+        // differs from the previous event's key at that position.
+        let mut clock_ids: StrIds<'a> = StrIds::default();
+        let mut clock_off: Vec<u32> = Vec::with_capacity(input.len() + 1);
+        clock_off.push(0);
+        let mut clock_key: Vec<u32> = Vec::with_capacity(input.len() * 12);
+        let mut clock_counter: Vec<u64> = Vec::with_capacity(input.len() * 12);
+        let mut prev_keys: Vec<(*const u8, usize, u32)> = Vec::new();
         for e in input {
+            for (j, (k, c)) in e.vector_clock.iter().enumerate() {
+                let id = match prev_keys.get(j) {
+                    Some(&(p, l, id)) if p == k.as_ptr() && l == k.len() => id,
+                    _ => {
+                        let id = clock_ids.id(k);
+                        if j < prev_keys.len() {
+                            prev_keys[j] = (k.as_ptr(), k.len(), id);
+                        } else {
+                            prev_keys.push((k.as_ptr(), k.len(), id));
+                        }
+                        id
+                    }
+                };
+                clock_key.push(id);
+                clock_counter.push(c);
+            }
+            clock_off.push(clock_key.len() as u32);
             let t = match last {
-                Some((trace, th, t)) if trace == e.trace_id && th == &*e.thread_id => t,
+                Some((trace, th, t)) if trace == e.trace_id && same_str(th, &e.thread_id) => t,
                 _ => {
                     let next = thread_ids.len() as u32;
-                    let t = *thread_ids
-                        .entry((e.trace_id, &*e.thread_id))
-                        .or_insert(next);
+                    let name = thread_names.id(&e.thread_id);
+                    let t = *thread_ids.entry((e.trace_id, name)).or_insert(next);
                     last = Some((e.trace_id, &*e.thread_id, t));
                     t
                 }
@@ -168,6 +239,27 @@ impl<'a> Graph<'a> {
             thread_of_input.push(t);
             seq_of_input.push(e.seq);
         }
+        // Key ids → ranks in byte order.
+        let mut by_text: Vec<u32> = (0..clock_ids.len() as u32).collect();
+        by_text.sort_unstable_by(|&a, &b| {
+            clock_ids
+                .name(a)
+                .as_bytes()
+                .cmp(clock_ids.name(b).as_bytes())
+        });
+        let mut rank_of = vec![0u32; by_text.len()];
+        for (r, &id) in by_text.iter().enumerate() {
+            rank_of[id as usize] = r as u32;
+        }
+        for k in &mut clock_key {
+            *k = rank_of[*k as usize];
+        }
+        let wire = WireClocks {
+            off: clock_off,
+            key: clock_key,
+            counter: clock_counter,
+            names: by_text.iter().map(|&id| clock_ids.name(id)).collect(),
+        };
         // Counting sort by thread (stable: input order within a thread), then a real sort only for the
         // threads whose events did not arrive in `seq` order. Same order as sorting by (thread, seq, index).
         let nthreads = thread_ids.len();
@@ -205,18 +297,22 @@ impl<'a> Graph<'a> {
         let mut pos: Vec<u32> = Vec::with_capacity(input.len());
         let mut kind: Vec<Kind> = Vec::with_capacity(input.len());
         let mut ts: Vec<i64> = Vec::with_capacity(input.len());
+        let mut seqs: Vec<u64> = Vec::with_capacity(input.len());
+        let mut input_of: Vec<u32> = Vec::with_capacity(input.len());
         let mut threads: Vec<ThreadInfo> = vec![ThreadInfo { start: 0, len: 0 }; nthreads];
         let mut canon_of_input = vec![0u32; input.len()];
         let mut span_index: FxMap<(Uuid, SpanId), u32> = FxMap::default();
         let mut span_of: Vec<u32> = Vec::with_capacity(input.len());
         let mut span_first_start: Vec<u32> = Vec::new();
         let mut span_first_end: Vec<u32> = Vec::new();
-        let mut instance_index: FxMap<(&'a str, &'a str), u32> = FxMap::default();
+        let mut instance_names: StrIds<'a> = StrIds::default();
+        let mut instance_index: FxMap<(u32, u32), u32> = FxMap::default();
         let mut instances: Vec<(&'a str, &'a str)> = Vec::new();
         let mut instance_of: Vec<u32> = Vec::with_capacity(input.len());
         let mut responses: FxMap<SpanId, u32> = FxMap::default();
         let mut start_by_parent: FxMap<SpanId, u32> = FxMap::default();
-        let mut locks: FxMap<&'a str, Vec<u32>> = FxMap::default();
+        let mut lock_names: StrIds<'a> = StrIds::default();
+        let mut locks: Vec<Vec<u32>> = Vec::new();
         // Spawns, awaits and outbound calls: the events that get explicit edges below.
         let mut linking: Vec<u32> = Vec::new();
         let mut last_span: Option<((Uuid, SpanId), u32)> = None;
@@ -257,6 +353,8 @@ impl<'a> Graph<'a> {
             canon_of_input[i as usize] = v;
             thread.push(t);
             events.push(e);
+            seqs.push(seq);
+            input_of.push(i);
             ts.push(e.timestamp.0);
 
             let key = (e.trace_id, e.span_id);
@@ -276,15 +374,14 @@ impl<'a> Graph<'a> {
             span_of.push(sp);
             let (service, instance): (&'a str, &'a str) = (&e.service, &e.instance);
             let inst = match last_instance {
-                Some((s, i, id)) if s == service && i == instance => id,
+                Some((s, i, id)) if same_str(s, service) && same_str(i, instance) => id,
                 _ => {
                     let next = instances.len() as u32;
-                    let id = *instance_index
-                        .entry((service, instance))
-                        .or_insert_with(|| {
-                            instances.push((service, instance));
-                            next
-                        });
+                    let key = (instance_names.id(service), instance_names.id(instance));
+                    let id = *instance_index.entry(key).or_insert_with(|| {
+                        instances.push((service, instance));
+                        next
+                    });
                     last_instance = Some((service, instance, id));
                     id
                 }
@@ -315,7 +412,11 @@ impl<'a> Graph<'a> {
                     Kind::SpanEnd
                 }
                 EventKind::LockAcquire { lock, .. } | EventKind::LockRelease { lock, .. } => {
-                    locks.entry(&**lock).or_default().push(v);
+                    let l = lock_names.id(lock) as usize;
+                    if l == locks.len() {
+                        locks.push(Vec::new());
+                    }
+                    locks[l].push(v);
                     Kind::Other
                 }
                 EventKind::AsyncSpawn { .. } | EventKind::AsyncAwait { .. } => {
@@ -353,7 +454,10 @@ impl<'a> Graph<'a> {
             let e = events[i as usize];
             match &e.kind {
                 EventKind::AsyncSpawn { child_thread_id } => {
-                    match thread_ids.get(&(e.trace_id, &**child_thread_id)) {
+                    match thread_names
+                        .get(child_thread_id)
+                        .and_then(|name| thread_ids.get(&(e.trace_id, name)))
+                    {
                         Some(&c) => {
                             spawned[c as usize] = true;
                             push(&mut edges, i, threads[c as usize].start, EdgeKind::Spawn);
@@ -366,7 +470,10 @@ impl<'a> Graph<'a> {
                     }
                 }
                 EventKind::AsyncAwait { child_thread_id } => {
-                    match thread_ids.get(&(e.trace_id, &**child_thread_id)) {
+                    match thread_names
+                        .get(child_thread_id)
+                        .and_then(|name| thread_ids.get(&(e.trace_id, name)))
+                    {
                         Some(&c) => {
                             let info = &threads[c as usize];
                             push(&mut edges, info.start + info.len - 1, i, EdgeKind::Join);
@@ -419,15 +526,12 @@ impl<'a> Graph<'a> {
             }
         }
 
-        // Lock hand-offs.
-        let mut lock_names: Vec<&&'a str> = locks.keys().collect();
-        lock_names.sort_unstable();
-        let mut lock_lists: Vec<Vec<u32>> = Vec::with_capacity(lock_names.len());
-        for name in lock_names {
-            lock_lists.push(locks[*name].clone());
-        }
+        // Lock hand-offs, lock by lock in name order (which fixes the order of the edges).
+        let mut by_name: Vec<u32> = (0..lock_names.len() as u32).collect();
+        by_name.sort_unstable_by_key(|&l| lock_names.name(l));
         let mut pending: Vec<u32> = Vec::new();
-        for mut list in lock_lists {
+        for l in by_name {
+            let list = &mut locks[l as usize];
             list.sort_unstable_by_key(|&i| {
                 let e = events[i as usize];
                 let acquire = matches!(e.kind, EventKind::LockAcquire { .. });
@@ -435,7 +539,7 @@ impl<'a> Graph<'a> {
             });
             pending.clear();
             let mut last_exclusive_release: Option<u32> = None;
-            for &i in &list {
+            for &i in list.iter() {
                 match &events[i as usize].kind {
                     EventKind::LockRelease { mode, .. } => {
                         pending.push(i);
@@ -485,6 +589,9 @@ impl<'a> Graph<'a> {
             ts,
             instances,
             instance_of,
+            seq: seqs,
+            input_of,
+            wire,
         };
         g.toposort(warnings);
         g

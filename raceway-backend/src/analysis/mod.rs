@@ -42,6 +42,7 @@ pub mod cross_trace;
 pub mod dependencies;
 mod fxhash;
 pub mod graph;
+pub mod load;
 pub mod model;
 pub mod races;
 mod spans;

@@ -34,8 +34,9 @@
 
 use raceway::{Access, Event, EventKind, HeldLock, LockMode};
 
-use super::fxhash::{FxMap, FxSet};
+use super::fxhash::FxSet;
 use super::graph::{ChainClock, Graph, Kind};
+use super::load::StrIds;
 use super::model::{Race, RaceAccess};
 use super::warnings::Warnings;
 
@@ -163,7 +164,8 @@ struct VarState {
 /// The streaming race detector plugged into [`Graph::sweep`].
 pub(crate) struct RaceDetector<'g, 'a> {
     g: &'g Graph<'a>,
-    vars: FxMap<&'a str, VarState>,
+    var_ids: StrIds<'a>,
+    vars: Vec<VarState>,
     seen: FxSet<(String, String, String, String)>,
     pub races: Vec<Race>,
     work: u64,
@@ -174,7 +176,8 @@ impl<'g, 'a> RaceDetector<'g, 'a> {
     pub fn new(g: &'g Graph<'a>) -> Self {
         RaceDetector {
             g,
-            vars: FxMap::default(),
+            var_ids: StrIds::default(),
+            vars: Vec::new(),
             seen: FxSet::default(),
             races: Vec::new(),
             work: 0,
@@ -192,7 +195,11 @@ impl<'g, 'a> RaceDetector<'g, 'a> {
         let Some((var, acc)) = access_of(e) else {
             return;
         };
-        let state = self.vars.entry(var).or_default();
+        let id = self.var_ids.id(var) as usize;
+        if id == self.vars.len() {
+            self.vars.push(VarState::default());
+        }
+        let state = &mut self.vars[id];
         if !self.truncated {
             'threads: for (i, &u) in state.threads.iter().enumerate() {
                 self.work += 1;

@@ -54,7 +54,60 @@ pub struct IngestResponse {
 }
 
 /// Splits a batch body into valid events and rejections (pure; the benchmark and tests use it too).
+///
+/// The usual body (`{"events": [...]}` and nothing else, valid UTF-8) is read in one scan: each element is
+/// parsed into the ingestion view while its end is found ([`IngestEvent::parse_leading`]). Anything else, and
+/// any element the fast path does not accept, goes the general way (each element's text split out first, then
+/// parsed on its own), so both give the same answer; a unit test checks that on mutated bodies.
 pub fn parse_batch(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), String> {
+    match parse_batch_fast(body) {
+        Some(parsed) => Ok(parsed),
+        None => parse_batch_general(body),
+    }
+}
+
+/// The reason for an element that is too large.
+fn size_reason(len: usize) -> String {
+    format!("event is {len} bytes, the limit is {MAX_EVENT_BYTES}")
+}
+
+/// Judges one element's text exactly as [`parse_batch_general`] does; `fast` says whether to try the fast
+/// kind path first ([`IngestEvent::parse`]) or go straight to the buffered one. Returns whether the event was
+/// valid.
+fn parse_element(
+    index: usize,
+    text: &str,
+    fast: bool,
+    names: &mut Interner,
+    ok: &mut Vec<IngestEvent>,
+    rejected: &mut Vec<Rejected>,
+) -> bool {
+    if text.len() > MAX_EVENT_BYTES {
+        rejected.push(Rejected {
+            index,
+            reason: size_reason(text.len()),
+        });
+        return false;
+    }
+    let parsed = if fast {
+        IngestEvent::parse(text, names)
+    } else {
+        IngestEvent::parse_buffered(text, names)
+    };
+    match parsed {
+        Ok(e) => {
+            ok.push(e);
+            true
+        }
+        Err(reason) => {
+            rejected.push(Rejected { index, reason });
+            false
+        }
+    }
+}
+
+/// The general path: `RawBatch` (any JSON object with an `events` array), then each element on its own.
+fn parse_batch_general(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), String> {
     let batch: RawBatch<'_> = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             format!("expected {{\"events\": [...]}}: {e}")
@@ -66,23 +119,90 @@ pub fn parse_batch(body: &[u8]) -> Result<(Vec<IngestEvent>, Vec<Rejected>), Str
     let mut rejected = Vec::new();
     let mut names = Interner::default();
     for (index, raw) in batch.events.into_iter().enumerate() {
-        let text = raw.get();
-        if text.len() > MAX_EVENT_BYTES {
-            rejected.push(Rejected {
-                index,
-                reason: format!(
-                    "event is {} bytes, the limit is {MAX_EVENT_BYTES}",
-                    text.len()
-                ),
-            });
-            continue;
-        }
-        match IngestEvent::parse(text, &mut names) {
-            Ok(e) => ok.push(e),
-            Err(reason) => rejected.push(Rejected { index, reason }),
-        }
+        parse_element(index, raw.get(), true, &mut names, &mut ok, &mut rejected);
     }
     Ok((ok, rejected))
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The one-scan path for `{"events": [...]}`; `None` (the caller takes the general path) for any other shape,
+/// invalid UTF-8 or malformed JSON, so every error message still comes from the general path.
+fn parse_batch_fast(body: &[u8]) -> Option<(Vec<IngestEvent>, Vec<Rejected>)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    for expected in [&b"{"[..], b"\"events\"", b":", b"["] {
+        if !b[i..].starts_with(expected) {
+            return None;
+        }
+        i = skip_ws(b, i + expected.len());
+    }
+    // ~540 bytes per event for SDK events: a good first guess, never a bound.
+    let mut ok = Vec::with_capacity((b.len() / 512).min(16 * 1024));
+    let mut rejected = Vec::new();
+    let mut names = Interner::default();
+    // A batch comes from one SDK, which writes every kind the same way: once a valid event needed the
+    // buffered kind path (`type` not the first key, as Go's sorted maps write it), the rest of the batch goes
+    // the general way at once instead of trying the fast path first each time.
+    let mut fast = true;
+    if b.get(i) == Some(&b']') {
+        i = skip_ws(b, i + 1);
+    } else {
+        for index in 0.. {
+            let rest = &text[i..];
+            match fast
+                .then(|| IngestEvent::parse_leading(rest, &mut names))
+                .flatten()
+            {
+                Some((e, len)) if len <= MAX_EVENT_BYTES => {
+                    ok.push(e);
+                    i += len;
+                }
+                Some((_, len)) => {
+                    rejected.push(Rejected {
+                        index,
+                        reason: size_reason(len),
+                    });
+                    i += len;
+                }
+                None => {
+                    let mut raw = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
+                    raw.next()?.ok()?;
+                    let len = raw.byte_offset();
+                    // The fast path (if tried) gave up on exactly this text: the buffered path decides.
+                    let valid = parse_element(
+                        index,
+                        &rest[..len],
+                        false,
+                        &mut names,
+                        &mut ok,
+                        &mut rejected,
+                    );
+                    fast &= !valid;
+                    i += len;
+                }
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b']') => {
+                    i = skip_ws(b, i + 1);
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if b.get(i) != Some(&b'}') || skip_ws(b, i + 1) != b.len() {
+        return None;
+    }
+    Some((ok, rejected))
 }
 
 fn too_large(limit: usize) -> Response {
