@@ -37,12 +37,12 @@
 //!    [`raceway::Raceway::extract`]. A malformed or hostile header never fails the request: it is treated as
 //!    absent and counted in [`raceway::Raceway::stats`] (and logged when `propagation_headers_debug` is on).
 //!    A valid `traceparent` without an intact `raceway-clock` continues the trace as a *partial* span.
-//! 2. Opens the service's own server span ([`raceway::Raceway::server_span`]): `span_start` + `http_request`
-//!    with the method, the route and the target.
+//! 2. Opens the service's own server span ([`raceway::Raceway::server_span`]): `span_start` with the method, the
+//!    route and the target.
 //! 3. Calls the inner service with the span's [`raceway::Context`] current (task-local), so
 //!    [`raceway::current`], the tracking functions, `raceway-reqwest` and `raceway-tracing` see it. The context
 //!    and an [`Inbound`] (what was received) are also put into the request's extensions.
-//! 4. On the response records `http_response` + `span_end` (status, duration, error for 5xx, inner errors and
+//! 4. On the response records `span_end` (status, duration, error for 5xx, inner errors and
 //!    panics) and adds a `raceway-clock` response header with the final clock so the caller can join it.
 //!
 //! With `propagation_enabled(false)` on the handle, requests pass through untouched.

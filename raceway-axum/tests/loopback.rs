@@ -11,7 +11,9 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use base64::Engine;
 use common::*;
-use raceway::{ClockPayload, Event, EventKind, Raceway, SpanId, VectorClock};
+use raceway::{
+    ClockPayload, Event, EventKind, HttpInfo, Raceway, SpanId, SpanKind, VectorClock,
+};
 use raceway_axum::RacewayLayer;
 use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
@@ -461,22 +463,16 @@ async fn plain_hyper_service_with_the_layer() {
         .iter()
         .map(|e| e.kind.type_name())
         .collect();
-    assert_eq!(
-        kinds,
-        [
-            "span_start",
-            "http_request",
-            "state_change",
-            "http_response",
-            "span_end"
-        ]
-    );
+    assert_eq!(kinds, ["span_start", "state_change", "span_end"]);
     let events = recorder.events();
-    match &events[1].kind {
-        EventKind::HttpRequest {
-            method,
-            route,
-            target,
+    match &events[0].kind {
+        EventKind::SpanStart {
+            http: Some(HttpInfo {
+                method,
+                route,
+                target,
+            }),
+            ..
         } => {
             assert_eq!(method, "GET");
             assert_eq!(route, &None);
@@ -660,7 +656,9 @@ async fn route_is_the_matched_path_with_router_layer_and_route_layer() {
     let routes: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::HttpRequest { route, .. } => Some(route.clone()),
+            EventKind::SpanStart {
+                http: Some(http), ..
+            } => Some(http.route.clone()),
             _ => None,
         })
         .collect();
@@ -747,29 +745,35 @@ async fn server_span_events_carry_method_route_status_and_duration() {
     assert_eq!(r.status, 200);
     let events = recorder.events();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
-    assert_eq!(
-        kinds,
-        ["span_start", "http_request", "http_response", "span_end"]
-    );
+    // The request's HTTP details ride on `span_start`, the status and duration on `span_end`: two events per
+    // request (spec/EVENTS.md, "Server spans").
+    assert_eq!(kinds, ["span_start", "span_end"]);
     for e in &events {
         assert_eq!(e.trace_id.simple().to_string(), TRACE);
         assert_eq!(e.parent_span_id, Some(PARENT.parse::<SpanId>().unwrap()));
         e.validate().unwrap();
     }
-    assert_eq!(
-        events[1].kind,
-        EventKind::HttpRequest {
-            method: "GET".into(),
-            route: Some("/echo".into()),
-            target: "/echo?q=1".into()
+    match &events[0].kind {
+        EventKind::SpanStart {
+            span_kind, http, ..
+        } => {
+            assert_eq!(*span_kind, SpanKind::Server);
+            assert_eq!(
+                http.as_ref(),
+                Some(&HttpInfo {
+                    method: "GET".into(),
+                    route: Some("/echo".into()),
+                    target: "/echo?q=1".into()
+                })
+            );
         }
-    );
-    assert_eq!(events[2].kind, EventKind::HttpResponse { status: 200 });
-    assert!(events[3].duration_ns.is_some());
+        other => panic!("{other:?}"),
+    }
+    assert!(events[1].duration_ns.is_some());
     assert_eq!(span_end(&events), (Some(200), false));
     let final_clock = ClockPayload::decode(r.header("raceway-clock").unwrap().as_bytes()).unwrap();
     assert_eq!(
-        final_clock.clock, events[3].vector_clock,
+        final_clock.clock, events[1].vector_clock,
         "the response carries the final clock"
     );
 }

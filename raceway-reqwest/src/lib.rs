@@ -153,7 +153,7 @@ where
         }
     };
     if let Some(started) = root {
-        // The root of a trace started for this call: an internal span, so no `http_response` event.
+        // The root of a trace started for this call: an internal span, so its `span_end` has no status.
         ctx.end_span(None, failed, started.elapsed());
     }
     result

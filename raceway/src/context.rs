@@ -88,7 +88,7 @@ pub struct ServerRequest {
 
 impl Raceway {
     /// Opens this service's span for an inbound request: continues the extracted trace (or starts one), merges
-    /// the upstream clock, and records `span_start` (and `http_request` for HTTP).
+    /// the upstream clock, and records `span_start` (carrying the request's HTTP details, if any).
     pub fn server_span(&self, extracted: &Extracted, request: ServerRequest) -> Context {
         let (trace_id, flags, tracestate, parent, traceparent_status) = match &extracted.traceparent
         {
@@ -136,7 +136,7 @@ impl Raceway {
             || EventKind::SpanStart {
                 operation: ctx.inner.operation.to_string(),
                 span_kind: SpanKind::Server,
-                http: http.clone(),
+                http,
                 upstream: Some(Upstream {
                     traceparent: traceparent_status,
                     clock: extracted.clock_status,
@@ -145,17 +145,6 @@ impl Raceway {
             None,
             None,
         );
-        if let Some(http) = http {
-            ctx.record_lazy(
-                move || EventKind::HttpRequest {
-                    method: http.method,
-                    route: http.route,
-                    target: http.target,
-                },
-                None,
-                None,
-            );
-        }
         ctx
     }
 
@@ -549,12 +538,9 @@ impl Context {
         update_locks(&mut state.locks);
     }
 
-    /// Records `http_response` (when `status` is given) and `span_end` for a span opened with
+    /// Records `span_end` (with the HTTP status, when given, as its `status_code`) for a span opened with
     /// [`Raceway::server_span`], [`Raceway::new_trace`] or [`Context::child_span`].
     pub fn end_span(&self, status: Option<u16>, error: bool, duration: Duration) {
-        if let Some(status) = status {
-            self.record_at(EventKind::HttpResponse { status }, None, Some(duration));
-        }
         self.record_lazy(
             || EventKind::SpanEnd {
                 operation: self.inner.operation.to_string(),

@@ -13,11 +13,13 @@ import (
 )
 
 // Middleware returns net/http server middleware: it extracts the propagation
-// headers, continues or starts the trace, records span_start / http_request /
-// http_response / span_end, runs next inside the Raceway context, and answers
-// with a raceway-clock response header. The route is r.Pattern (Go 1.22
-// ServeMux) when set; when next is a *http.ServeMux its matched pattern is used;
-// else the path.
+// headers, continues or starts the trace, records span_start (with http) and
+// span_end per request, runs next inside the Raceway context, and answers with a
+// raceway-clock response header. span_end is recorded when the response headers
+// go out (or when next returns without writing, or panics), right before the
+// response clock is taken, so the clock the caller merges includes it. The route
+// is r.Pattern (Go 1.22 ServeMux) when set; when next is a *http.ServeMux its
+// matched pattern is used; else the path.
 func (c *Client) Middleware(next http.Handler) http.Handler {
 	if c.cfg.DisablePropagation {
 		return next
@@ -112,36 +114,28 @@ func (c *Client) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		tpStatus = "invalid"
 	}
 	exporting := t.exporting()
-	var kStart, kRequest map[string]any
+	var kStart map[string]any
 	if exporting { // in propagation-only mode only the ticks matter
 		kStart = kindSpanStart(operation, "server",
 			map[string]any{"method": r.Method, "route": route, "target": target},
 			map[string]any{"traceparent": tpStatus, "clock": string(ex.ClockStatus)})
-		kRequest = map[string]any{"type": "http_request", "method": r.Method, "route": route, "target": target}
 	}
-	t.mu.Lock()
 	// span_start: its tick is the span's start tick (after merging the incoming clock)
-	t.recordLocked(kStart, nil, "")
-	t.recordLocked(kRequest, nil, "")
-	t.mu.Unlock()
+	t.record(kStart, nil, "")
 
-	rw := &responseWriter{ResponseWriter: w, c: c, t: t, status: http.StatusOK, start: start}
+	rw := &responseWriter{ResponseWriter: w, c: c, t: t, status: http.StatusOK, start: start, operation: operation}
 	ctx := withThread(r.Context(), t)
 	panicked := true
 	defer func() {
-		status := rw.status
-		if panicked {
-			status = http.StatusInternalServerError
+		// span_end once: a no-op when the headers already went out (commit ran then)
+		switch {
+		case panicked:
+			rw.commit(http.StatusInternalServerError, true)
+		case rw.hijacked:
+			rw.commit(0, false) // the connection was taken over: no HTTP status
+		default:
+			rw.commit(rw.status, false) // wrote nothing: net/http sends 200 after we return
 		}
-		// a handler that wrote nothing: net/http sends 200 after we return
-		rw.commit(status)
-		d := uint64(time.Since(start))
-		var kEnd map[string]any
-		if exporting {
-			kEnd = map[string]any{"type": "span_end", "operation": operation, "status_code": status,
-				"error": panicked || status >= 500}
-		}
-		t.record(kEnd, &d, "")
 	}()
 	next.ServeHTTP(rw, r.WithContext(ctx))
 	panicked = false
@@ -168,25 +162,33 @@ func (c *Client) responseClockHeader(t *thread) string {
 	return h
 }
 
-// responseWriter records http_response and sets raceway-clock right before the
+// responseWriter records span_end and sets raceway-clock right before the
 // response headers go out (the response is being sent), so that the clock the
-// caller merges includes http_response.
+// caller merges includes span_end. commit runs once per request: at the first
+// WriteHeader / Write / Flush, else when the handler returns or panics.
 type responseWriter struct {
 	http.ResponseWriter
 	c           *Client
 	t           *thread
 	once        sync.Once
 	start       time.Time
+	operation   string
 	status      int
 	wroteHeader bool
+	hijacked    bool
 }
 
-func (w *responseWriter) commit(status int) {
+// commit records span_end (status 0 = no HTTP status: status_code is omitted;
+// duration up to now) and sets the response raceway-clock, whose clock includes it.
+func (w *responseWriter) commit(status int, panicked bool) {
 	w.once.Do(func() {
 		d := uint64(time.Since(w.start))
 		var k map[string]any
 		if w.t.exporting() {
-			k = map[string]any{"type": "http_response", "status": status}
+			k = map[string]any{"type": "span_end", "operation": w.operation, "error": panicked || status >= 500}
+			if status != 0 {
+				k["status_code"] = status
+			}
 		}
 		w.t.record(k, &d, "")
 		if h := w.c.responseClockHeader(w.t); h != "" {
@@ -204,7 +206,7 @@ func (w *responseWriter) WriteHeader(code int) {
 			return
 		}
 		w.status = code
-		w.commit(code)
+		w.commit(code, false)
 		w.wroteHeader = true
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -227,7 +229,11 @@ func (w *responseWriter) Flush() {
 
 // Hijack implements http.Hijacker when the underlying writer does.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && !w.wroteHeader {
+		w.hijacked = true
+	}
+	return conn, brw, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

@@ -191,8 +191,8 @@ func TestEndToEndLoopback(t *testing.T) {
 	threads := checkThreads(t, evs)
 
 	aMain := threads[aSeen.SpanID]
-	wantA := []string{"span_start", "http_request", "async_spawn", "async_await", "outbound_call", "outbound_response",
-		"http_response", "span_end"}
+	// a server request records exactly span_start and span_end (no http_request / http_response)
+	wantA := []string{"span_start", "async_spawn", "async_await", "outbound_call", "outbound_response", "span_end"}
 	if got := types(aMain); strings.Join(got, ",") != strings.Join(wantA, ",") {
 		t.Fatalf("A main thread kinds %v, want %v", got, wantA)
 	}
@@ -200,18 +200,21 @@ func TestEndToEndLoopback(t *testing.T) {
 	if len(child) != 1 || child[0].Type() != "state_change" || child[0].Kind["access"] != "read" {
 		t.Fatalf("child thread %v", types(child))
 	}
-	if aMain[2].Kind["child_thread_id"] != aSeen.SpanID+".1" || aMain[3].Kind["child_thread_id"] != aSeen.SpanID+".1" {
+	if aMain[1].Kind["child_thread_id"] != aSeen.SpanID+".1" || aMain[2].Kind["child_thread_id"] != aSeen.SpanID+".1" {
 		t.Fatal("spawn/await child ids")
 	}
 	// fork/join edges are reflected by the clocks
-	if vclock.Compare(entriesOf(aMain[2]), entriesOf(child[0])) != vclock.Before ||
-		vclock.Compare(entriesOf(child[0]), entriesOf(aMain[3])) != vclock.Before {
+	if vclock.Compare(entriesOf(aMain[1]), entriesOf(child[0])) != vclock.Before ||
+		vclock.Compare(entriesOf(child[0]), entriesOf(aMain[2])) != vclock.Before {
 		t.Fatal("fork/join clocks")
 	}
 	ss := aMain[0]
 	if ss.Kind["operation"] != "GET /checkout" || ss.Kind["span_kind"] != "server" || *ss.ParentSpanID != upParent ||
 		ss.TraceID != "4bf92f35-77b3-4da6-a3ce-929d0e0e4736" {
 		t.Fatalf("span_start %+v", ss)
+	}
+	if h, _ := ss.Kind["http"].(map[string]any); h["method"] != "GET" || h["route"] != "/checkout" || h["target"] != "/checkout" {
+		t.Fatalf("A span_start http %v", ss.Kind["http"])
 	}
 	up := ss.Kind["upstream"].(map[string]any)
 	if up["traceparent"] != "valid" || up["clock"] != "ok" {
@@ -220,7 +223,7 @@ func TestEndToEndLoopback(t *testing.T) {
 	if ss.clockOf("gateway#gw-1") != 7 || ss.clockOf("svc-a#a-1") != 1 {
 		t.Fatalf("span_start clock %v", ss.VectorClock)
 	}
-	call, ret := aMain[4], aMain[5]
+	call, ret := aMain[3], aMain[4]
 	childSpan := call.Kind["child_span_id"].(string)
 	if call.Kind["protocol"] != "http" || call.Kind["method"] != "GET" || !strings.HasSuffix(call.Kind["url"].(string), "/items/42?x=1") {
 		t.Fatalf("outbound_call %v", call.Kind)
@@ -237,15 +240,17 @@ func TestEndToEndLoopback(t *testing.T) {
 		t.Fatalf("outbound_call location %q", call.Location)
 	}
 	last := aMain[len(aMain)-1]
-	if last.Kind["status_code"].(float64) != 201 || last.Kind["error"] != false || last.DurationNS == nil {
+	if code, _ := last.Kind["status_code"].(float64); code != 201 || last.Kind["error"] != false ||
+		last.Kind["operation"] != "GET /checkout" || last.DurationNS == nil || *last.DurationNS == 0 {
 		t.Fatalf("span_end %v", last.Kind)
 	}
-	if hr := aMain[6]; hr.Kind["status"].(float64) != 201 || hr.DurationNS == nil {
-		t.Fatalf("http_response %v", hr.Kind)
+	// span_end is recorded when the headers go out: the response clock A sent is span_end's clock
+	if vclock.Compare(p.Clock, entriesOf(last)) != vclock.Equal {
+		t.Fatalf("A's response clock %v is not span_end's clock %v", p.Clock, last.VectorClock)
 	}
 
 	bMain := threads[bSeen.SpanID]
-	if got := types(bMain); strings.Join(got, ",") != "span_start,http_request,state_change,http_response,span_end" {
+	if got := types(bMain); strings.Join(got, ",") != "span_start,state_change,span_end" {
 		t.Fatalf("B kinds %v", got)
 	}
 	bss := bMain[0]
@@ -256,14 +261,20 @@ func TestEndToEndLoopback(t *testing.T) {
 	if httpInfo["route"] != "/items/{id}" || httpInfo["target"] != "/items/42?x=1" || httpInfo["method"] != "GET" {
 		t.Fatalf("B http %v", httpInfo)
 	}
+	bEnd := bMain[len(bMain)-1]
+	if code, _ := bEnd.Kind["status_code"].(float64); code != 200 || bEnd.Kind["error"] != false ||
+		bEnd.DurationNS == nil || *bEnd.DurationNS == 0 {
+		t.Fatalf("B span_end %v", bEnd.Kind)
+	}
 	// happens-before across services: A's outbound_call -> B's span_start -> B's span_end -> A's outbound_response
-	// (B's http_response is recorded when its headers go out, the response clock includes it)
+	// (B's span_end is recorded when its headers go out, the response clock includes it)
+	bp, _ := propagation.DecodeClock(bHeaders.Get("raceway-clock"))
 	if vclock.Compare(entriesOf(call), entriesOf(bss)) != vclock.Before ||
-		vclock.Compare(entriesOf(bMain[len(bMain)-2]), entriesOf(ret)) != vclock.Before ||
-		bMain[len(bMain)-2].Type() != "http_response" {
+		vclock.Compare(entriesOf(bEnd), entriesOf(ret)) != vclock.Before ||
+		vclock.Compare(bp.Clock, entriesOf(bEnd)) != vclock.Equal {
 		t.Fatal("cross-service clocks do not reflect the call edges")
 	}
-	sc := bMain[2]
+	sc := bMain[1]
 	if sc.Kind["variable"] != "item:42" || sc.Kind["old_value"].(float64) != 1 || sc.Kind["new_value"].(float64) != 2 ||
 		!strings.Contains(sc.Location, "raceway_test.go:") {
 		t.Fatalf("state_change %+v", sc)
@@ -804,4 +815,128 @@ func TestDebugLogsSentHeaders(t *testing.T) {
 	if !strings.Contains(logs.String(), "sent headers") || !strings.Contains(logs.String(), "traceparent=00-") {
 		t.Fatalf("logs: %s", logs.String())
 	}
+}
+
+// Every path through the middleware records span_start (with http) and exactly one
+// span_end, recorded when the headers go out, so the response clock is span_end's.
+func TestMiddlewareSpanEndOnce(t *testing.T) {
+	col := newCollector(t)
+	c := newTestClient(t, Config{ServiceName: "s", InstanceID: "i", Endpoint: col.srv.URL, FlushInterval: time.Hour})
+	type result struct {
+		kinds string
+		code  any // span_end status_code (nil = absent)
+		err   bool
+	}
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		panics  bool
+		want    result
+	}{
+		{"no write (implicit 200)", func(w http.ResponseWriter, r *http.Request) {}, false,
+			result{"span_start,span_end", 200.0, false}},
+		{"write after headers", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			StateChange(r.Context(), "x", Write, 1, 2) // after the headers: follows span_end
+			_, _ = io.WriteString(w, "gone")
+			w.WriteHeader(http.StatusTeapot) // superfluous, ignored
+		}, false, result{"span_start,span_end,state_change", 404.0, false}},
+		{"body only", func(w http.ResponseWriter, r *http.Request) {
+			StateChange(r.Context(), "x", Write, 1, 2)
+			_, _ = io.WriteString(w, "ok")
+		}, false, result{"span_start,state_change,span_end", 200.0, false}},
+		{"informational first", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusAccepted)
+		}, false, result{"span_start,span_end", 202.0, false}},
+		{"5xx", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }, false,
+			result{"span_start,span_end", 503.0, true}},
+		{"panic before headers", func(w http.ResponseWriter, r *http.Request) { panic("boom") }, true,
+			result{"span_start,span_end", 500.0, true}},
+		{"panic after headers", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "partial")
+			panic("boom")
+		}, true, result{"span_start,span_end", 200.0, false}},
+	}
+	clocks := map[string]string{} // span id -> response raceway-clock
+	spanOf := map[string]string{} // case name -> span id
+	for _, tc := range cases {
+		var sc SpanContext
+		rec := httptest.NewRecorder()
+		func() {
+			defer func() {
+				if r := recover(); (r != nil) != tc.panics {
+					t.Fatalf("%s: recover %v", tc.name, r)
+				}
+			}()
+			c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sc, _ = FromContext(r.Context())
+				tc.handler(w, r)
+			})).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/p?q=1", nil))
+		}()
+		spanOf[tc.name] = sc.SpanID
+		clocks[sc.SpanID] = rec.Header().Get("raceway-clock")
+	}
+	// a hijacked connection has no HTTP status: span_end without status_code, at return
+	var hijackSpan string
+	done := make(chan struct{}) // Close does not wait for hijacked handlers
+	mw := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sc, _ := FromContext(r.Context())
+		hijackSpan = sc.SpanID
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+		_ = brw.Flush()
+	}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		mw.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/p?q=1", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-done
+
+	flush(t, c)
+	threads := checkThreads(t, col.all())
+	if len(threads) != len(cases)+1 {
+		t.Fatalf("%d threads, want %d", len(threads), len(cases)+1)
+	}
+	check := func(name, span string, want result) {
+		list := threads[span]
+		if got := strings.Join(types(list), ","); got != want.kinds {
+			t.Fatalf("%s: kinds %s, want %s", name, got, want.kinds)
+		}
+		ss := list[0]
+		if h, _ := ss.Kind["http"].(map[string]any); h["method"] != "POST" || h["route"] != "/p" || h["target"] != "/p?q=1" {
+			t.Fatalf("%s: span_start http %v", name, ss.Kind["http"])
+		}
+		var end wireEvent
+		for _, e := range list {
+			if e.Type() == "span_end" {
+				end = e
+			}
+		}
+		if end.Kind["status_code"] != want.code || end.Kind["error"] != want.err || end.Kind["operation"] != "POST /p" ||
+			end.DurationNS == nil || *end.DurationNS == 0 {
+			t.Fatalf("%s: span_end %v duration %v", name, end.Kind, end.DurationNS)
+		}
+		if h, ok := clocks[span]; ok {
+			p, k := propagation.DecodeClock(h)
+			if k != "" || vclock.Compare(p.Clock, entriesOf(end)) != vclock.Equal {
+				t.Fatalf("%s: response clock %v (%s), span_end clock %v", name, p, k, end.VectorClock)
+			}
+		}
+	}
+	for _, tc := range cases {
+		check(tc.name, spanOf[tc.name], tc.want)
+	}
+	check("hijack", hijackSpan, result{"span_start,span_end", nil, false})
 }

@@ -12,6 +12,7 @@ use raceway::Event;
 use uuid::Uuid;
 
 use super::*;
+use crate::analysis::load::TraceLoader;
 
 #[derive(Default)]
 struct TraceEntry {
@@ -136,18 +137,14 @@ impl Store for MemoryStore {
 
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {
         let mut out = Vec::new();
+        let mut loader = TraceLoader::default();
         for id in trace_ids {
             if let Some(t) = self.traces.get(id) {
                 out.reserve(t.events.len());
                 for json in &t.events {
-                    match serde_json::from_str(json) {
+                    match load_event(&mut loader, json) {
                         Ok(e) => out.push(e),
-                        Err(e) => {
-                            return futures::future::ready(Err(StoreError::Corrupt(format!(
-                                "event body: {e}"
-                            ))))
-                            .boxed()
-                        }
+                        Err(e) => return futures::future::ready(Err(e)).boxed(),
                     }
                 }
             }

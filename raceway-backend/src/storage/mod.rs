@@ -86,6 +86,17 @@ impl IngestEvent {
     }
 }
 
+/// Parses one stored event text through `loader` (which shares the trace's repeated strings, see
+/// [`TraceLoader`](crate::analysis::load::TraceLoader)); a text that does not parse is a corrupt store.
+pub(crate) fn load_event(
+    loader: &mut crate::analysis::load::TraceLoader,
+    json: &str,
+) -> StoreResult<Event> {
+    loader
+        .event(json)
+        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+}
+
 /// The parts of an event's kind that spans and edges are derived from (see [`derive`](mod@derive)).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpanFacts {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::sqlite::{coalesce_set, EDGE_COLS};
 use super::*;
+use crate::analysis::load::TraceLoader;
 
 /// The Postgres store.
 pub struct PgStore {
@@ -387,12 +388,9 @@ impl Store for PgStore {
                 .bind(trace_ids)
                 .fetch_all(&self.pool)
                 .await?;
+            let mut loader = TraceLoader::default();
             rows.iter()
-                .map(|r| {
-                    let body: &str = r.try_get(0)?;
-                    serde_json::from_str(body)
-                        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
-                })
+                .map(|r| load_event(&mut loader, r.try_get(0)?))
                 .collect()
         }
         .boxed()

@@ -25,6 +25,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::*;
+use crate::analysis::load::TraceLoader;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -514,6 +515,7 @@ impl Store for SqliteStore {
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {
         async move {
             let mut out = Vec::new();
+            let mut loader = TraceLoader::default();
             for id in trace_ids {
                 let rows = sqlx::query(
                     "SELECT codec, raw_len, data FROM event_blocks WHERE trace_id = ? ORDER BY block",
@@ -524,11 +526,7 @@ impl Store for SqliteStore {
                 for r in rows {
                     let raw = decode_block(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)?;
                     for body in block_frames(&raw) {
-                        let body = body?;
-                        out.push(
-                        serde_json::from_str(body)
-                                .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))?,
-                        );
+                        out.push(load_event(&mut loader, body?)?);
                     }
                 }
             }

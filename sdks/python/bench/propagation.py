@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run("otel    span.add_event on a recording span", otel_span_event)
     run("otel    start_span+end (sdk TracerProvider, no processor)", otel_span)
     run("otel    start_span+end (SimpleSpanProcessor, null exporter)", otel_span_exported)
-    print("-- whole server span (extract, span_start, http_request, http_response, span_end, response clock) --")
+    print("-- whole server span (extract, span_start, span_end, response clock) --")
     sdk_cap2 = sdk_cap
 
     def rw_server_span() -> None:
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sp.end()
         otel_context.detach(tok)
 
-    run("raceway server span (4 events + response raceway-clock)", rw_server_span, max(1000, n // 4))
+    run("raceway server span (2 events + response raceway-clock)", rw_server_span, max(1000, n // 4))
     run("otel    extract + server span + end (null exporter)", otel_server_span, max(1000, n // 4))
     del parent_ctx
     sdk_exp.shutdown(0.1)

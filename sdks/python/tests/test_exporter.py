@@ -85,7 +85,7 @@ def sdk_for(endpoint: str, **kw: Any) -> raceway.Raceway:
 
 
 def emit(sdk: raceway.Raceway, n: int) -> float:
-    """Record n events inside a request span; returns the max time one record call took."""
+    """Record n events inside a request span (n + 2 events: span_start, span_end); returns the worst record time."""
     span = sdk.server_span([], "GET", "/x", "/x")
     span.start()
     worst = 0.0
@@ -103,13 +103,13 @@ def test_events_delivered_in_batches(backend_factory: Any, event_validator: Any)
     emit(sdk, 30)
     assert sdk.flush(5)
     evs = b.events()
-    assert len(evs) == 33
+    assert len(evs) == 32
     event_validator.validate({"events": evs})
     assert all(r["path"] == "/v1/events" for r in b.requests)
     assert all(r["headers"]["Authorization"] == "Bearer sekret" for r in b.requests)
     assert all(len(r["body"]["events"]) <= 10 and r["size"] < 1024 * 1024 for r in b.requests)
     st = sdk.stats()
-    assert st["events_sent"] == 33 and st["events_dropped"] == 0 and st["batches_failed"] == 0
+    assert st["events_sent"] == 32 and st["events_dropped"] == 0 and st["batches_failed"] == 0
     assert sdk.shutdown(2)
 
 
@@ -122,7 +122,7 @@ def test_large_events_split_below_one_mib(backend_factory: Any) -> None:
         raceway.track_custom("big", "x" * 60_000)
     span.finish(200)
     assert sdk.flush(10)
-    assert len(b.events()) == 43
+    assert len(b.events()) == 42
     assert all(r["size"] < 1024 * 1024 for r in b.requests) and len(b.requests) >= 3
     sdk.shutdown(1)
 
@@ -162,7 +162,7 @@ def test_backend_rejecting_400_is_not_retried(backend_factory: Any) -> None:
     sdk.flush(3)
     assert len(b.requests) == 1
     st = sdk.stats()
-    assert st["batches_failed"] == 1 and st["events_dropped"] == 13 and st["batches_retried"] == 0
+    assert st["batches_failed"] == 1 and st["events_dropped"] == 12 and st["batches_retried"] == 0
     sdk.shutdown(1)
 
 
@@ -173,7 +173,7 @@ def test_backend_500_is_retried_then_dropped(backend_factory: Any) -> None:
     sdk.flush(3)
     assert len(b.requests) == 3
     st = sdk.stats()
-    assert st["batches_failed"] == 1 and st["events_dropped"] == 8 and st["batches_retried"] == 2
+    assert st["batches_failed"] == 1 and st["events_dropped"] == 7 and st["batches_retried"] == 2
     sdk.shutdown(1)
 
 
@@ -184,7 +184,7 @@ def test_429_honours_retry_after_then_succeeds(backend_factory: Any) -> None:
     t0 = time.monotonic()
     assert sdk.flush(5)
     assert len(b.requests) == 2 and time.monotonic() - t0 >= 0.25
-    assert sdk.stats()["events_sent"] == 8
+    assert sdk.stats()["events_sent"] == 7
     sdk.shutdown(1)
 
 
@@ -194,7 +194,7 @@ def test_queue_full_drops_and_counts() -> None:
     worst = emit(sdk, 50)
     assert worst < 0.25
     st = sdk.stats()
-    assert st["events_queue_full"] == 43 and st["events_dropped"] >= 43
+    assert st["events_queue_full"] == 42 and st["events_dropped"] >= 42
     sdk.shutdown(0.2)
 
 
@@ -208,10 +208,10 @@ def test_exporter_survives_fork(backend_factory: Any) -> None:
     if pid == 0:  # child: record and flush through a fresh sender thread
         try:
             emit(sdk, 2)
-            os._exit(0 if sdk.flush(5) and sdk.stats()["events_sent"] == 5 else 1)
+            os._exit(0 if sdk.flush(5) and sdk.stats()["events_sent"] == 4 else 1)
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert len(b.events()) == 5
+    assert len(b.events()) == 4
     sdk.shutdown(1)

@@ -159,3 +159,24 @@ def test_long_names_fit_the_wire(make_sdk: Any) -> None:
     call = sdk.begin_outbound("GET", "http://user:secret@example.invalid:8080/p?q=1")
     assert call is not None and call.url == "http://example.invalid:8080/p?q=1"
     assert wire.decode_clock(call.headers["raceway-clock"]).payload is not None
+
+
+def test_server_span_records_exactly_start_and_end(make_sdk: Any, event_validator: Any) -> None:
+    sdk, cap = make_sdk()
+    for status, error in ((201, False), (503, True), (1000, True)):
+        cap.events.clear()
+        s = sdk.server_span([], "PUT", "/orders/9?x=1", "/orders/{id}")
+        s.start()
+        value = s.response_started(status)
+        s.finish()
+        event_validator.validate({"events": cap.events})
+        assert cap.kinds() == ["span_start", "span_end"]
+        start, end = cap.events
+        assert start["kind"]["http"] == {"method": "PUT", "route": "/orders/{id}", "target": "/orders/9?x=1"}
+        assert end["kind"]["status_code"] == (status if status < 1000 else 500)
+        assert end["kind"]["error"] is error
+        assert isinstance(end["duration_ns"], int) and end["duration_ns"] >= 0
+        assert "duration_ns" not in start
+        # the response clock is computed after span_end: it is exactly span_end's clock
+        p = wire.decode_clock(value).payload
+        assert p is not None and [list(x) for x in p.clock] == end["vector_clock"] == [["svc#svc-1", 2]]

@@ -304,7 +304,6 @@ export class Raceway {
       },
       { defer: true, tags: partial ? { partial: 'true' } : {} },
     );
-    const requestEvent = this.record(ctx, { type: 'http_request', method, route: null, target }, { defer: true });
 
     let finished = false;
     const finish = (status: number, sendHeader: boolean, error: boolean) => {
@@ -319,12 +318,10 @@ export class Raceway {
         startEvent.kind.http = { method, route, target };
         this.emit(startEvent);
       }
-      if (requestEvent && requestEvent.kind.type === 'http_request') {
-        requestEvent.kind.route = route;
-        this.emit(requestEvent);
-      }
       const st = Number.isInteger(status) && status >= 100 && status <= 999 ? status : 500;
-      this.record(ctx, { type: 'http_response', status: st }, { durationNs: durationNs(start) });
+      // Exactly span_start + span_end per inbound request (EVENTS.md): span_end carries what http_response
+      // used to (status_code, duration_ns, error for 5xx). The response clock below is encoded after the
+      // span_end tick, so it includes it.
       this.record(
         ctx,
         { type: 'span_end', operation, status_code: st, error: error || st >= 500 },

@@ -181,29 +181,32 @@ describe('express middleware + fetch/axios propagation (real loopback servers)',
       gwMain.map((e) => e.kind.type),
       [
         'span_start',
-        'http_request',
         'outbound_call',
         'outbound_response',
         'outbound_call',
         'outbound_response',
         'function_call',
-        'http_response',
         'span_end',
       ],
     );
+    assert.ok(!gwEvents.some((e) => e.kind.type === 'http_request' || e.kind.type === 'http_response'));
+    const end = gwMain[gwMain.length - 1]!;
+    assert.equal((end.kind as any).status_code, 200);
+    assert.equal((end.kind as any).error, false);
+    assert.ok(typeof end.duration_ns === 'number' && end.duration_ns >= 0);
     const start = gwMain[0]!.kind as any;
     assert.equal(start.operation, 'GET /buy');
     assert.deepEqual(start.http, { method: 'GET', route: '/buy', target: '/buy?x=1' });
     assert.deepEqual(start.upstream, { traceparent: 'valid', clock: 'absent' });
     assert.equal(gwMain[0]!.parent_span_id, '00f067aa0ba902b7');
-    assert.equal(gwMain[6]!.kind.type === 'function_call' && gwMain[6]!.kind.function, 'add');
-    assert.match(gwMain[6]!.location ?? '', /server\.test\.ts:\d+:\d+$/);
-    assert.ok((gwMain[6]!.duration_ns ?? -1) >= 0);
+    assert.equal(gwMain[5]!.kind.type === 'function_call' && gwMain[5]!.kind.function, 'add');
+    assert.match(gwMain[5]!.location ?? '', /server\.test\.ts:\d+:\d+$/);
+    assert.ok((gwMain[5]!.duration_ns ?? -1) >= 0);
     for (const e of gwMain) assert.match(e.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
 
     for (let i = 0; i < 2; i++) {
-      const call = gwMain[2 + 2 * i]!.kind as any;
-      const resp = gwMain[3 + 2 * i]!.kind as any;
+      const call = gwMain[1 + 2 * i]!.kind as any;
+      const resp = gwMain[2 + 2 * i]!.kind as any;
       assert.equal(resp.child_span_id, call.child_span_id);
       assert.equal(resp.status, 200);
       const coStart = coEvents.find((e) => e.kind.type === 'span_start' && e.parent_span_id === call.child_span_id)!;
@@ -215,8 +218,8 @@ describe('express middleware + fetch/axios propagation (real loopback servers)',
       assert.equal(resp.callee.trace_id, '4bf92f35-77b3-4da6-a3ce-929d0e0e4736');
       const coEnd = coEvents.find((e) => e.kind.type === 'span_end' && e.span_id === coStart.span_id)!;
       // outbound_call -> callee span_start; callee span_end -> outbound_response
-      assert.equal(compareClocks(gwMain[2 + 2 * i]!.vector_clock, coStart.vector_clock), 'before');
-      assert.equal(compareClocks(coEnd.vector_clock, gwMain[3 + 2 * i]!.vector_clock), 'before');
+      assert.equal(compareClocks(gwMain[1 + 2 * i]!.vector_clock, coStart.vector_clock), 'before');
+      assert.equal(compareClocks(coEnd.vector_clock, gwMain[2 + 2 * i]!.vector_clock), 'before');
       // forks/joins and locks on the callee
       const spans = coEvents.filter((e) => e.span_id === coStart.span_id);
       const spawns = spans.filter((e) => e.kind.type === 'async_spawn').map((e) => (e.kind as any).child_thread_id);
@@ -406,5 +409,72 @@ describe('propagation disabled', () => {
     await close(srv);
     assert.ok(lines.some((l) => l.includes('received') && l.includes('invalid(malformed)')));
     assert.ok(lines.some((l) => l.includes('sent') && l.includes('traceparent')));
+  });
+});
+
+describe('server request events (EVENTS.md: exactly span_start + span_end per inbound request)', () => {
+  const events: RacewayEvent[] = [];
+  const rw = new Raceway({ serviceName: 'srv', instanceId: 'srv-1', onEvent: (e) => events.push(e) });
+  const validate = batchValidator();
+  let srv: Server;
+  let url = '';
+
+  before(async () => {
+    const app = express();
+    app.use(rw.middleware());
+    app.post('/orders/:id', (_req, res) => {
+      res.status(201).json({ ok: true });
+    });
+    app.get('/boom', (_req, res) => {
+      res.status(500).send('boom');
+    });
+    srv = http.createServer(app);
+    url = await listen(srv);
+  });
+
+  after(async () => {
+    await close(srv);
+    await rw.shutdown(1000);
+  });
+
+  it('records span_start (with http) and span_end (status_code, error, duration_ns) and nothing else', async () => {
+    events.length = 0;
+    const res = await fetch(`${url}/orders/7?q=1`, { method: 'POST', headers: { traceparent: TP } });
+    assert.equal(res.status, 201);
+    await res.arrayBuffer();
+    await waitFor(() => events.some((e) => e.kind.type === 'span_end'));
+    assert.deepEqual(events.map((e) => e.kind.type), ['span_start', 'span_end']);
+    assert.deepEqual(events.map((e) => e.seq), [0, 1]);
+    const [start, end] = events as [RacewayEvent, RacewayEvent];
+    assert.equal(start.span_id, end.span_id);
+    assert.deepEqual((start.kind as any).http, { method: 'POST', route: '/orders/:id', target: '/orders/7?q=1' });
+    assert.equal((start.kind as any).operation, 'POST /orders/:id');
+    assert.equal((end.kind as any).operation, 'POST /orders/:id');
+    assert.equal((end.kind as any).status_code, 201);
+    assert.equal((end.kind as any).error, false);
+    assert.ok(typeof end.duration_ns === 'number' && end.duration_ns >= 0, 'span_end.duration_ns');
+    // The response raceway-clock is encoded after span_end's tick: it equals span_end's clock.
+    const decoded = decodeClock(res.headers.get('raceway-clock')!);
+    assert.ok(decoded.ok);
+    if (decoded.ok) {
+      assert.equal(decoded.payload.span_id, end.span_id);
+      assert.deepEqual(decoded.payload.clock, end.vector_clock);
+    }
+    const v = validate({ events });
+    assert.ok(v.ok, v.errors);
+  });
+
+  it('marks span_end error=true with the status code for a 5xx response', async () => {
+    events.length = 0;
+    const res = await fetch(`${url}/boom`);
+    assert.equal(res.status, 500);
+    await res.arrayBuffer();
+    await waitFor(() => events.some((e) => e.kind.type === 'span_end'));
+    assert.deepEqual(events.map((e) => e.kind.type), ['span_start', 'span_end']);
+    const end = events[1]!;
+    assert.equal((end.kind as any).status_code, 500);
+    assert.equal((end.kind as any).error, true);
+    assert.ok(typeof end.duration_ns === 'number' && end.duration_ns >= 0);
+    assert.deepEqual((events[0]!.kind as any).http, { method: 'GET', route: '/boom', target: '/boom' });
   });
 });

@@ -369,7 +369,7 @@ class ServerSpan:
         return f"{self.method} {self.route or self.target.split('?', 1)[0]}"[:256] or "request"
 
     def start(self) -> None:
-        """Enter the context and record ``span_start`` + ``http_request``."""
+        """Enter the context and record ``span_start`` (its ``http`` member describes the request)."""
         self._token = _current.set(self.thread)
         http = {"method": self.method, "route": self.route, "target": self.target}
         self.sdk.record(
@@ -385,24 +385,16 @@ class ServerSpan:
             },
             thread=self.thread,
         )
-        self.sdk.record(
-            {"type": "http_request", "method": self.method, "route": self.route, "target": self.target},
-            thread=self.thread,
-        )
 
     def response_started(self, status: int, error: Optional[bool] = None) -> str:
-        """Record ``http_response`` and ``span_end``; return the ``raceway-clock`` response header.
+        """Record ``span_end`` (``status_code``, ``error``, ``duration_ns``); return the ``raceway-clock`` header.
 
         ``span_end`` is recorded here, before the response headers leave, so the clock in the
-        header is the span's final clock and the caller's ``outbound_response`` dominates it.
+        header is the span's final clock (it includes ``span_end``'s tick) and the caller's
+        ``outbound_response`` dominates it. Server spans record no ``http_request``/``http_response``.
         """
-        self.status = status
         st = status if 100 <= status <= 999 else 500
-        self.sdk.record(
-            {"type": "http_response", "status": st},
-            thread=self.thread,
-            duration_ns=time.monotonic_ns() - self.start_ns,
-        )
+        self.status = st
         self._end(st >= 500 if error is None else error)
         return self.response_clock_header()
 
