@@ -11,9 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use base64::Engine;
 use common::*;
-use raceway::{
-    ClockPayload, Event, EventKind, HttpInfo, Raceway, SpanId, SpanKind, VectorClock,
-};
+use raceway::{ClockPayload, Event, EventKind, HttpInfo, Raceway, SpanId, SpanKind, VectorClock};
 use raceway_axum::RacewayLayer;
 use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
@@ -467,11 +465,12 @@ async fn plain_hyper_service_with_the_layer() {
     let events = recorder.events();
     match &events[0].kind {
         EventKind::SpanStart {
-            http: Some(HttpInfo {
-                method,
-                route,
-                target,
-            }),
+            http:
+                Some(HttpInfo {
+                    method,
+                    route,
+                    target,
+                }),
             ..
         } => {
             assert_eq!(method, "GET");
