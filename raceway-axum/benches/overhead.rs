@@ -3,13 +3,20 @@
 //! - `bare`: the router alone;
 //! - `raceway/propagation_only`: `RacewayLayer`, handle without endpoint or recorder (headers extracted and
 //!   validated, clock merged and returned, no event capture);
-//! - `raceway/recorder`: `RacewayLayer` capturing its 4 events per request into an in-memory `EventRecorder`;
+//! - `raceway/recorder`: `RacewayLayer` capturing its 2 events per request (`span_start`, `span_end`) into an in-memory
+//!   `EventRecorder`;
 //! - `raceway/exporter`: `RacewayLayer` capturing into the real exporter queue, drained by the exporter thread to
 //!   a no-op HTTP backend on loopback (`POST /v1/events` → 202);
 //! - `otel/propagation+span`: a minimal OpenTelemetry tower layer: `TraceContextPropagator` extract, an SDK
 //!   tracer server span started with the extracted parent (method + route + status attributes), the handler
 //!   run inside the OTel context, the span ended; spans go to a `BatchSpanProcessor` (its own thread) with a
 //!   no-op exporter.
+//!
+//! - `otel/otlp-http`: the same OpenTelemetry layer with the real OTLP/HTTP (protobuf) exporter posting to the
+//!   same no-op loopback backend, so that both exporting rows pay for exporting. These two rows are timed in
+//!   chunks of requests that fit both queues, with each queue emptied (untimed) between chunks: neither side
+//!   drops (OpenTelemetry's batch processor drops silently when its queue is full), and the run asserts that
+//!   every event and span was exported.
 //!
 //! Every variant gets the same request: `GET /users/7` with a valid `traceparent`, `tracestate` and
 //! `raceway-clock` (what a Raceway caller sends; OpenTelemetry ignores the clock).
@@ -19,6 +26,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -29,9 +37,12 @@ use http::{HeaderMap, Request};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{FutureExt, SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::KeyValue;
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
 use raceway::{ClockPayload, EventRecorder, Raceway, VectorClock};
 use raceway_axum::RacewayLayer;
 use tower::{Layer, Service, ServiceExt};
@@ -176,12 +187,18 @@ fn noop_backend() -> std::net::SocketAddr {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new().route(
-                "/v1/events",
-                axum::routing::post(|_body: axum::body::Bytes| async {
-                    http::StatusCode::ACCEPTED
-                }),
-            );
+            let app = Router::new()
+                .route(
+                    "/v1/events",
+                    axum::routing::post(|_body: axum::body::Bytes| async {
+                        http::StatusCode::ACCEPTED
+                    }),
+                )
+                // OTLP/HTTP: an empty body is the empty `ExportTraceServiceResponse` (full success).
+                .route(
+                    "/v1/traces",
+                    axum::routing::post(|_body: axum::body::Bytes| async { http::StatusCode::OK }),
+                );
             axum::serve(listener, app).await.unwrap();
         });
     });
@@ -231,17 +248,68 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // Both exporters post to the same no-op loopback backend; requests are timed in chunks that fit both
+    // queues, each queue emptied (untimed) after a chunk, so neither side drops and both pay for exporting
+    // on the other core while the chunk runs (see the module docs).
     let backend = noop_backend();
     let exporting = Raceway::builder()
         .service_name("bench")
         .ignore_env()
         .endpoint(format!("http://{backend}"))
+        .queue_capacity(4 * CHUNK as usize)
         .build()
         .unwrap();
     let app = router().layer(RacewayLayer::new(exporting.clone()));
     group.bench_function("raceway/exporter", |b| {
-        b.to_async(&rt)
-            .iter(|| app.clone().oneshot(request(&headers)))
+        b.to_async(&rt).iter_custom(|iters| {
+            let app = app.clone();
+            let (headers, exporting) = (&headers, &exporting);
+            async move {
+                timed_in_chunks(iters, &app, headers, || async {
+                    assert!(exporting.flush(Duration::from_secs(60)).await);
+                })
+                .await
+            }
+        })
+    });
+
+    let otlp_spans = Arc::new(AtomicU64::new(0));
+    let otlp_requests = AtomicU64::new(0);
+    let otlp = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("http://{backend}/v1/traces"))
+        .build()
+        .unwrap();
+    let otlp_provider = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(Counted {
+                inner: otlp,
+                spans: Arc::clone(&otlp_spans),
+            })
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(4 * CHUNK as usize)
+                    .build(),
+            )
+            .build(),
+        )
+        .build();
+    let app = router().layer(OtelLayer {
+        tracer: otlp_provider.tracer("bench"),
+        propagator: Arc::new(TraceContextPropagator::new()),
+    });
+    group.bench_function("otel/otlp-http", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            otlp_requests.fetch_add(iters, Ordering::Relaxed);
+            let app = app.clone();
+            let (headers, provider) = (&headers, &otlp_provider);
+            async move {
+                timed_in_chunks(iters, &app, headers, || async {
+                    provider.force_flush().unwrap();
+                })
+                .await
+            }
+        })
     });
 
     let provider = SdkTracerProvider::builder()
@@ -264,7 +332,78 @@ fn bench(c: &mut Criterion) {
         "raceway/exporter: captured {} sent {} dropped (queue full) {} failed {}",
         stats.events_captured, stats.events_sent, stats.events_dropped, stats.events_failed
     );
+    assert_eq!(stats.events_dropped + stats.events_failed, 0);
+    assert_eq!(stats.events_sent, stats.events_captured);
     let _ = provider.shutdown();
+    otlp_provider.force_flush().unwrap();
+    let (requests, exported) = (
+        otlp_requests.load(Ordering::Relaxed),
+        otlp_spans.load(Ordering::Relaxed),
+    );
+    eprintln!("otel/otlp-http: requests {requests} spans exported {exported}");
+    assert_eq!(requests, exported, "OpenTelemetry dropped spans");
+    let _ = otlp_provider.shutdown();
+}
+
+/// Requests per timed chunk in the exporting rows; both queues hold several chunks.
+const CHUNK: u64 = 20_000;
+
+/// Sends `iters` requests in chunks of [`CHUNK`], timing only the requests; `drain` empties the exporter's
+/// queue after each chunk.
+async fn timed_in_chunks<F, Fut>(
+    iters: u64,
+    app: &Router,
+    headers: &HeaderMap,
+    drain: F,
+) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut timed = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(app.clone().oneshot(request(headers)).await.unwrap());
+        }
+        timed += started.elapsed();
+        left -= n;
+        drain().await;
+    }
+    timed
+}
+
+/// Counts the spans the wrapped exporter exported successfully (the batch processor drops silently when its
+/// queue is full; the count proves it did not).
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    spans: Arc<AtomicU64>,
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        if result.is_ok() {
+            self.spans.fetch_add(n, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
 }
 
 criterion_group!(benches, bench);
