@@ -32,6 +32,12 @@ pub fn current() -> Option<Context> {
     CURRENT.try_with(Context::clone).ok()
 }
 
+/// Runs `f` on the current context, if any, without cloning it (the tracking functions' hot path).
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    CURRENT.try_with(f).ok()
+}
+
 /// A span of a trace, running on one logical thread. Cheap to clone (clones share the thread).
 #[derive(Clone)]
 pub struct Context {

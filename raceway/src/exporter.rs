@@ -6,7 +6,7 @@
 //! batch is full; otherwise it collects on its flush timer, so recording an event costs no system call.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -51,6 +51,10 @@ struct Queue {
     batch_ready: Notify,
     /// Every thread's buffer; the exporter drains them on its timer and on flush.
     producers: Mutex<Vec<Arc<Producer>>>,
+    /// Events captured by threads that have exited (their buffers are gone) and by unbuffered pushes.
+    /// Live threads count theirs in their own buffer, so a capture writes no counter another thread reads or
+    /// writes (a shared counter beside the exporter's own cost a cache-line transfer per event).
+    captured_elsewhere: AtomicU64,
 }
 
 #[derive(Default)]
@@ -69,6 +73,8 @@ struct LocalBuffer {
     events: Vec<CapturedEvent>,
     /// Reserved slots not used yet.
     unused: usize,
+    /// Events this thread has put into the queue, ever.
+    captured: u64,
 }
 
 thread_local! {
@@ -117,6 +123,7 @@ impl Queue {
             buffer.events.reserve_exact(self.block);
         }
         buffer.events.push(make());
+        buffer.captured += 1;
         if buffer.events.len() >= self.block {
             let block = std::mem::take(&mut buffer.events);
             drop(buffer);
@@ -131,7 +138,19 @@ impl Queue {
             return false;
         }
         self.hand_over(vec![make()]);
+        self.captured_elsewhere.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Events put into the queue so far.
+    fn captured(&self) -> u64 {
+        let producers = lock(&self.producers);
+        // `drain` moves an exited thread's count to `captured_elsewhere` under this lock: each counted once.
+        let live: u64 = producers
+            .iter()
+            .map(|producer| lock(&producer.buffer).captured)
+            .sum();
+        live + self.captured_elsewhere.load(Ordering::Relaxed)
     }
 
     fn hand_over(&self, block: Vec<CapturedEvent>) {
@@ -166,6 +185,8 @@ impl Queue {
                 let alive = Arc::strong_count(producer) > 1;
                 if !alive {
                     released += std::mem::take(&mut buffer.unused);
+                    self.captured_elsewhere
+                        .fetch_add(buffer.captured, Ordering::Relaxed);
                 }
                 alive
             });
@@ -198,6 +219,7 @@ impl Exporter {
             ready: Mutex::default(),
             batch_ready: Notify::new(),
             producers: Mutex::default(),
+            captured_elsewhere: AtomicU64::new(0),
         });
         let (flushes, flush_requests) = mpsc::channel(16);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -231,6 +253,11 @@ impl Exporter {
             (_, Some(make)) => queue.push_unbuffered(make),
             (_, None) => false,
         }
+    }
+
+    /// Events put into the queue so far (the `events_captured` counter of an exporting handle).
+    pub(crate) fn captured(&self) -> u64 {
+        self.queue.captured()
     }
 
     pub(crate) async fn flush(&self, deadline: Duration) -> bool {

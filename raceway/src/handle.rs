@@ -337,7 +337,11 @@ impl Raceway {
 
     /// Current counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        let mut snapshot = self.inner.stats.snapshot();
+        if let Sink::Http(exporter) = &self.inner.sink {
+            snapshot.events_captured = exporter.captured();
+        }
+        snapshot
     }
 
     /// Extracts the three headers from `carrier` and counts what was wrong with them.
@@ -396,9 +400,8 @@ impl Raceway {
                 recorder.push(make().into_event(&self.inner.identity));
             }
             Sink::Http(exporter) => {
-                if exporter.try_send_with(make) {
-                    Stats::add(&stats.events_captured, 1);
-                } else {
+                // Captured events are counted by the queue, per thread (see `Exporter::captured`).
+                if !exporter.try_send_with(make) {
                     Stats::add(&stats.events_dropped, 1);
                 }
             }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::context::current;
+use crate::context::{current, with_current};
 use crate::{Access, EventKind, LockMode};
 
 fn to_value<T: Serialize>(value: &T) -> Option<serde_json::Value> {
@@ -37,7 +37,8 @@ pub fn track_state_change(
     old_value: Option<serde_json::Value>,
     new_value: Option<serde_json::Value>,
 ) {
-    if let Some(ctx) = current() {
+    let location = Location::caller();
+    with_current(|ctx| {
         ctx.record_at(
             EventKind::StateChange {
                 variable: crate::context::shared_name(variable),
@@ -45,10 +46,10 @@ pub fn track_state_change(
                 old_value,
                 new_value,
             },
-            Some(Location::caller()),
+            Some(location),
             None,
-        );
-    }
+        )
+    });
 }
 
 /// Records a plain read of `variable`.
@@ -60,7 +61,8 @@ pub fn track_read(variable: &str) {
 /// Records a plain write of `value` to `variable`.
 #[track_caller]
 pub fn track_write<T: Serialize>(variable: &str, value: T) {
-    if let Some(ctx) = current() {
+    let location = Location::caller();
+    with_current(|ctx| {
         let new_value = ctx
             .raceway()
             .is_capturing()
@@ -73,10 +75,10 @@ pub fn track_write<T: Serialize>(variable: &str, value: T) {
                 old_value: None,
                 new_value,
             },
-            Some(Location::caller()),
+            Some(location),
             None,
-        );
-    }
+        )
+    });
 }
 
 /// Runs `f` and records a `function_call` with its duration.

@@ -222,14 +222,16 @@ async fn events_of_many_threads_arrive_complete_even_after_their_threads_exit() 
         })
         .collect();
     let traces: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let expected: usize = (0..6).map(|t| 100 * t + 38).sum();
+    // Counted per thread while the threads' buffers exist, and still once each after the drain retires them.
+    assert_eq!(raceway.stats().events_captured, expected as u64);
     assert!(raceway.flush(Duration::from_secs(10)).await);
     let received = b.received.lock().unwrap().clone();
     let stats = raceway.stats();
-    let expected: usize = (0..6).map(|t| 100 * t + 38).sum();
     assert_eq!(received.len(), expected);
     assert_eq!(
-        (stats.events_sent, stats.events_dropped),
-        (expected as u64, 0)
+        (stats.events_captured, stats.events_sent, stats.events_dropped),
+        (expected as u64, expected as u64, 0)
     );
     let ids: std::collections::HashSet<_> = received.iter().map(|e| e.id).collect();
     assert_eq!(ids.len(), expected, "event ids are unique");
