@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use analysis_support::*;
 use proptest::prelude::*;
 use raceway::{Access, Event, EventKind, HeldLock, LockMode, SpanId};
-use raceway_backend::analysis::{analyze_trace, happens_before_matrix, races::race_key, Baselines};
+use raceway_backend::analysis::{
+    analyze_trace, analyze_trace_split_from, happens_before_matrix, races::race_key, Baselines,
+};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -574,6 +576,19 @@ proptest! {
         prop_assert_eq!(got, expected);
         prop_assert!(a.clock_conflicts.is_empty(), "{:?}", a.clock_conflicts);
         prop_assert!(!a.warnings.iter().any(|w| w.kind == "cycle"));
+    }
+
+    #[test]
+    fn two_threads_give_the_same_analysis(s in script(), keep_one_in in 2usize..12) {
+        let g = Gen::run(&s);
+        let events = &g.tb.events;
+        // Damaged too (events lost in transit), so that warnings are merged from both halves.
+        let damaged: Vec<Event> = events.iter().enumerate().filter(|(i, _)| i % keep_one_in != 0).map(|(_, e)| e.clone()).collect();
+        for trace in [&events[..], &damaged[..]] {
+            let one = analyze_trace_split_from(trace, &Baselines::new(10), usize::MAX);
+            let two = analyze_trace_split_from(trace, &Baselines::new(10), 0);
+            prop_assert_eq!(one, two);
+        }
     }
 
     #[test]

@@ -230,7 +230,11 @@ async fn events_of_many_threads_arrive_complete_even_after_their_threads_exit() 
     let stats = raceway.stats();
     assert_eq!(received.len(), expected);
     assert_eq!(
-        (stats.events_captured, stats.events_sent, stats.events_dropped),
+        (
+            stats.events_captured,
+            stats.events_sent,
+            stats.events_dropped
+        ),
         (expected as u64, expected as u64, 0)
     );
     let ids: std::collections::HashSet<_> = received.iter().map(|e| e.id).collect();

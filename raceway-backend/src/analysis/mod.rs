@@ -59,8 +59,22 @@ pub use model::*;
 
 use fxhash::{FxMap, FxSet};
 
+/// Traces with at least this many events are analysed on two threads (below it, a thread costs more than it
+/// saves).
+const PARALLEL_FROM_EVENTS: usize = 20_000;
+
 /// Full analysis of one (merged) trace. Reads `baselines`, never updates them (see [`anomalies`]).
 pub fn analyze_trace(events: &[Event], baselines: &Baselines) -> TraceAnalysis {
+    analyze_trace_split_from(events, baselines, PARALLEL_FROM_EVENTS)
+}
+
+/// [`analyze_trace`] with the size from which it uses a second thread (tests compare both ways).
+#[doc(hidden)]
+pub fn analyze_trace_split_from(
+    events: &[Event],
+    baselines: &Baselines,
+    parallel_from_events: usize,
+) -> TraceAnalysis {
     if events.is_empty() {
         return TraceAnalysis::default();
     }
@@ -68,13 +82,37 @@ pub fn analyze_trace(events: &[Event], baselines: &Baselines) -> TraceAnalysis {
     let g = graph::Graph::build(events, &mut w);
     warnings::header_loss(&g, &mut w);
 
+    // Two independent halves: happens-before + races, and spans + critical path + clock conflicts. A large
+    // trace runs them on two threads; warnings are merged in the sequential order, so the result is the same.
     let mut detector = races::RaceDetector::new(&g);
-    g.sweep(|v, chain, pos, clock| detector.visit(v, chain, pos, clock));
+    let mut sweep = || g.sweep(|v, chain, pos, clock| detector.visit(v, chain, pos, clock));
+    let timing = || {
+        let mut w = warnings::Warnings::default();
+        let spans = spans::build(&g, &mut w);
+        let cp = critical_path::compute(&spans, &mut w);
+        let clock_conflicts = clocks::conflicts(&g, &mut w);
+        (spans, cp, clock_conflicts, w)
+    };
+    let (spans, cp, clock_conflicts, w_timing) = if events.len() >= parallel_from_events {
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("raceway-analysis".into())
+                .spawn_scoped(scope, timing);
+            sweep();
+            match spawned {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: the same work on this one.
+                Err(_) => timing(),
+            }
+        })
+    } else {
+        sweep();
+        timing()
+    };
     let race_conditions = detector.finish(&mut w);
-
-    let spans = spans::build(&g, &mut w);
-    let cp = critical_path::compute(&spans, &mut w);
-    let clock_conflicts = clocks::conflicts(&g, &mut w);
+    w.append(w_timing);
     let anomalies = baselines.anomalies(&spans);
 
     // Per-service breakdown.

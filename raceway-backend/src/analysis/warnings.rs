@@ -26,6 +26,8 @@ pub const MAX_PER_KIND: usize = 20;
 #[derive(Default)]
 pub(crate) struct Warnings {
     list: Vec<Warning>,
+    /// Kind of each entry of `list`.
+    kinds: Vec<&'static str>,
     counts: FxMap<&'static str, usize>,
 }
 
@@ -40,6 +42,7 @@ impl Warnings {
                 message,
                 span_id: span.map(|s| s.to_string()),
             });
+            self.kinds.push(kind);
         }
     }
 
@@ -58,6 +61,27 @@ impl Warnings {
                 message: message(),
                 span_id: span.map(|s| s.to_string()),
             });
+            self.kinds.push(kind);
+        }
+    }
+
+    /// Appends warnings collected separately (by a pass that ran in parallel), with the same result as if
+    /// they had been pushed here one by one after the ones already here.
+    pub fn append(&mut self, other: Warnings) {
+        let mut listed: FxMap<&'static str, usize> = FxMap::default();
+        for (warning, kind) in other.list.into_iter().zip(other.kinds) {
+            *listed.entry(kind).or_insert(0) += 1;
+            let c = self.counts.entry(kind).or_insert(0);
+            *c += 1;
+            if *c <= MAX_PER_KIND {
+                self.list.push(warning);
+                self.kinds.push(kind);
+            }
+        }
+        // `other` kept the first pushes of each kind; the rest it only counted.
+        for (kind, total) in other.counts {
+            let unlisted = total - listed.get(kind).copied().unwrap_or(0);
+            *self.counts.entry(kind).or_insert(0) += unlisted;
         }
     }
 
@@ -130,6 +154,48 @@ pub(crate) fn header_loss(g: &Graph<'_>, w: &mut Warnings) {
                 });
             }
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pushes `kinds` (one warning each, numbered) into `w`.
+    fn push_all(w: &mut Warnings, kinds: &[&'static str], from: usize) {
+        for (i, &kind) in kinds.iter().enumerate() {
+            w.push(kind, format!("{kind} {}", from + i), None);
+        }
+    }
+
+    #[test]
+    fn append_equals_pushing_in_sequence() {
+        let kinds: Vec<&'static str> = (0..3 * MAX_PER_KIND)
+            .map(|i| ["a", "b", "c"][(i * 7 + i / 5) % 3])
+            .collect();
+        for split in [
+            0,
+            1,
+            MAX_PER_KIND / 2,
+            MAX_PER_KIND,
+            kinds.len() - 1,
+            kinds.len(),
+        ] {
+            let mut sequential = Warnings::default();
+            push_all(&mut sequential, &kinds, 0);
+            let (first, second) = kinds.split_at(split);
+            let mut merged = Warnings::default();
+            push_all(&mut merged, first, 0);
+            let mut other = Warnings::default();
+            push_all(&mut other, second, split);
+            merged.append(other);
+            let (a, b) = (sequential.finish(), merged.finish());
+            assert_eq!(
+                a.iter().map(|w| &w.message).collect::<Vec<_>>(),
+                b.iter().map(|w| &w.message).collect::<Vec<_>>(),
+                "split at {split}"
+            );
         }
     }
 }
