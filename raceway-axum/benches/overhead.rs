@@ -18,6 +18,11 @@
 //!   drops (OpenTelemetry's batch processor drops silently when its queue is full), and the run asserts that
 //!   every event and span was exported.
 //!
+//! - group `request_thread_cpu`: `bare`, `raceway/exporter`, `otel/propagation+span` and `otel/otlp-http` again,
+//!   timed by the CPU time of the thread that runs the requests (`CLOCK_THREAD_CPUTIME_ID`) instead of wall
+//!   time: the request path's own cost (capture into the queue included), without the time the exporters'
+//!   threads take from it on this two-core machine.
+//!
 //! Every variant gets the same request: `GET /users/7` with a valid `traceparent`, `tracestate` and
 //! `raceway-clock` (what a Raceway caller sends; OpenTelemetry ignores the clock).
 //!
@@ -259,17 +264,13 @@ fn bench(c: &mut Criterion) {
         .queue_capacity(4 * CHUNK as usize)
         .build()
         .unwrap();
-    let app = router().layer(RacewayLayer::new(exporting.clone()));
+    let exporting_app = router().layer(RacewayLayer::new(exporting.clone()));
+    let drain_raceway = || async {
+        assert!(exporting.flush(Duration::from_secs(60)).await);
+    };
     group.bench_function("raceway/exporter", |b| {
         b.to_async(&rt).iter_custom(|iters| {
-            let app = app.clone();
-            let (headers, exporting) = (&headers, &exporting);
-            async move {
-                timed_in_chunks(iters, &app, headers, || async {
-                    assert!(exporting.flush(Duration::from_secs(60)).await);
-                })
-                .await
-            }
+            timed_in_chunks(Clock::Wall, iters, &exporting_app, &headers, drain_raceway)
         })
     });
 
@@ -294,21 +295,17 @@ fn bench(c: &mut Criterion) {
             .build(),
         )
         .build();
-    let app = router().layer(OtelLayer {
+    let otlp_app = router().layer(OtelLayer {
         tracer: otlp_provider.tracer("bench"),
         propagator: Arc::new(TraceContextPropagator::new()),
     });
+    let drain_otlp = || async {
+        otlp_provider.force_flush().unwrap();
+    };
     group.bench_function("otel/otlp-http", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             otlp_requests.fetch_add(iters, Ordering::Relaxed);
-            let app = app.clone();
-            let (headers, provider) = (&headers, &otlp_provider);
-            async move {
-                timed_in_chunks(iters, &app, headers, || async {
-                    provider.force_flush().unwrap();
-                })
-                .await
-            }
+            timed_in_chunks(Clock::Wall, iters, &otlp_app, &headers, drain_otlp)
         })
     });
 
@@ -319,12 +316,48 @@ fn bench(c: &mut Criterion) {
         tracer: provider.tracer("bench"),
         propagator: std::sync::Arc::new(TraceContextPropagator::new()),
     };
-    let app = router().layer(otel);
+    let otel_app = router().layer(otel);
     group.bench_function("otel/propagation+span", |b| {
         b.to_async(&rt)
-            .iter(|| app.clone().oneshot(request(&headers)))
+            .iter(|| otel_app.clone().oneshot(request(&headers)))
     });
     group.finish();
+
+    // The same services, timed by the request thread's own CPU time: what the request path itself costs,
+    // without the time the exporters' threads take from it on a machine with few cores.
+    let mut cpu = c.benchmark_group("request_thread_cpu");
+    let drain_otel = || async {
+        provider.force_flush().unwrap();
+    };
+    let no_drain = || async {};
+    cpu.bench_function("bare", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            timed_in_chunks(Clock::ThreadCpu, iters, &bare, &headers, no_drain)
+        })
+    });
+    cpu.bench_function("raceway/exporter", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            timed_in_chunks(
+                Clock::ThreadCpu,
+                iters,
+                &exporting_app,
+                &headers,
+                drain_raceway,
+            )
+        })
+    });
+    cpu.bench_function("otel/propagation+span", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            timed_in_chunks(Clock::ThreadCpu, iters, &otel_app, &headers, drain_otel)
+        })
+    });
+    cpu.bench_function("otel/otlp-http", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            otlp_requests.fetch_add(iters, Ordering::Relaxed);
+            timed_in_chunks(Clock::ThreadCpu, iters, &otlp_app, &headers, drain_otlp)
+        })
+    });
+    cpu.finish();
 
     rt.block_on(exporting.flush(Duration::from_secs(10)));
     let stats = exporting.stats();
@@ -348,9 +381,40 @@ fn bench(c: &mut Criterion) {
 /// Requests per timed chunk in the exporting rows; both queues hold several chunks.
 const CHUNK: u64 = 20_000;
 
-/// Sends `iters` requests in chunks of [`CHUNK`], timing only the requests; `drain` empties the exporter's
-/// queue after each chunk.
+/// What [`timed_in_chunks`] measures.
+#[derive(Clone, Copy)]
+enum Clock {
+    /// Wall-clock time.
+    Wall,
+    /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), which runs the whole request here.
+    ThreadCpu,
+}
+
+impl Clock {
+    fn now(self) -> Duration {
+        match self {
+            Clock::Wall => {
+                static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+                START.get_or_init(std::time::Instant::now).elapsed()
+            }
+            Clock::ThreadCpu => {
+                let mut t = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `t` is a valid, writable timespec.
+                let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+                assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
+                Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+            }
+        }
+    }
+}
+
+/// Sends `iters` requests in chunks of [`CHUNK`], timing only the requests with `clock`; `drain` empties the
+/// exporter's queue after each chunk.
 async fn timed_in_chunks<F, Fut>(
+    clock: Clock,
     iters: u64,
     app: &Router,
     headers: &HeaderMap,
@@ -364,11 +428,11 @@ where
     let mut left = iters;
     while left > 0 {
         let n = left.min(CHUNK);
-        let started = std::time::Instant::now();
+        let started = clock.now();
         for _ in 0..n {
             std::hint::black_box(app.clone().oneshot(request(headers)).await.unwrap());
         }
-        timed += started.elapsed();
+        timed += clock.now() - started;
         left -= n;
         drain().await;
     }
