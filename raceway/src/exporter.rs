@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::captured::{CapturedEvent, ServiceIdentity};
+use crate::captured::{CapturedEvent, LocalKeys, ServiceIdentity};
 use crate::stats::Stats;
 use crate::Event;
 
@@ -286,17 +286,20 @@ fn register(queue: &Arc<Queue>, producers: &mut Vec<(Weak<Queue>, Arc<Producer>)
 /// Drains the queue into `buffer` as wire events.
 struct Drain<'a> {
     queue: &'a Queue,
+    /// Shares no allocation with the capturing threads (see `LocalKeys`).
     identity: ServiceIdentity,
+    keys: LocalKeys,
     captured: Vec<CapturedEvent>,
 }
 
 impl Drain<'_> {
     fn run(&mut self, buffer: &mut Vec<Event>, everything: bool) {
         self.queue.drain(&mut self.captured, everything);
+        let (identity, keys) = (&self.identity, &mut self.keys);
         buffer.extend(
             self.captured
                 .drain(..)
-                .map(|event| event.into_event(&self.identity)),
+                .map(|event| event.into_exported_event(identity, keys)),
         );
     }
 }
@@ -310,7 +313,8 @@ async fn run(
 ) {
     let mut drain = Drain {
         queue: &queue,
-        identity,
+        identity: identity.deep_copy(),
+        keys: LocalKeys::default(),
         captured: Vec::new(),
     };
     let mut buffer: Vec<Event> = Vec::with_capacity(config.batch_size);
