@@ -181,6 +181,27 @@ impl VectorClock {
         }
     }
 
+    /// Replaces each component's key by `share(key)` when that is the same text, typically an interner's copy,
+    /// so that the clocks of many events share their key allocations. Keys `share` returns with other text are
+    /// ignored: the clock never changes.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let mut clock = raceway::VectorClock::from_pairs([("a#1", 2u64), ("b#1", 1)]);
+    /// let shared: Arc<str> = Arc::from("a#1");
+    /// clock.share_keys(|key| (key == "a#1").then(|| Arc::clone(&shared)));
+    /// assert_eq!(clock, raceway::VectorClock::from_pairs([("a#1", 2u64), ("b#1", 1)]));
+    /// ```
+    pub fn share_keys(&mut self, mut share: impl FnMut(&str) -> Option<Arc<str>>) {
+        for c in &mut self.components {
+            if let Some(shared) = share(&c.key) {
+                if shared == c.key {
+                    c.key = shared;
+                }
+            }
+        }
+    }
+
     /// Sets `key`'s counter (inserting it when missing), for rebuilding a clock from a shared snapshot.
     pub(crate) fn set_counter(&mut self, key: &Arc<str>, counter: u64) {
         match self.position(key) {
@@ -357,8 +378,9 @@ impl<'de> Deserialize<'de> for VectorClock {
                 f.write_str("an array of [key, counter] pairs")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VectorClock, A::Error> {
-                let mut pairs: Vec<(Arc<str>, u64)> = Vec::new();
-                while let Some((key, counter)) = seq.next_element::<(String, u64)>()? {
+                let mut pairs: Vec<(Arc<str>, u64)> =
+                    Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some((Key(key), counter)) = seq.next_element::<(Key<'de>, u64)>()? {
                     if pairs.len() == crate::clock_header::MAX_WIRE_COMPONENTS {
                         return Err(serde::de::Error::custom("too many clock components"));
                     }
@@ -368,12 +390,38 @@ impl<'de> Deserialize<'de> for VectorClock {
                     if counter > MAX_COUNTER {
                         return Err(serde::de::Error::custom("clock counter above 2^53-1"));
                     }
-                    pairs.push((key.into(), counter));
+                    pairs.push((Arc::from(&*key), counter));
                 }
                 Ok(VectorClock::from_pairs(pairs))
             }
         }
         deserializer.deserialize_seq(ClockVisitor)
+    }
+}
+
+/// A clock key as read: borrowed from the input when it has no escapes, so that it is copied once, into its
+/// `Arc<str>`.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a clock key string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -388,6 +436,22 @@ mod tests {
 
     fn dominates(big: &VectorClock, small: &VectorClock) -> bool {
         small.iter().all(|(k, n)| big.get(k) >= n)
+    }
+
+    #[test]
+    fn keys_with_and_without_escapes_deserialize_alike() {
+        let plain: VectorClock = serde_json::from_str(r#"[["a#1",2],["b\"q#1",3]]"#).unwrap();
+        let escaped: VectorClock =
+            serde_json::from_str(r#"[["\u0061#1",2],["b\"q#1",3]]"#).unwrap();
+        assert_eq!(plain, escaped);
+        assert_eq!(plain.get("a#1"), 2);
+        assert_eq!(plain.get("b\"q#1"), 3);
+        // From a reader (no borrowing possible) too.
+        let read: VectorClock =
+            serde_json::from_reader(&br#"[["a#1",2],["b\"q#1",3]]"#[..]).unwrap();
+        assert_eq!(read, plain);
+        assert!(serde_json::from_str::<VectorClock>(r#"[["",1]]"#).is_err());
+        assert!(serde_json::from_str::<VectorClock>(r#"[[7,1]]"#).is_err());
     }
 
     proptest! {

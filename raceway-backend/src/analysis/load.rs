@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use raceway::{Event, EventKind, VectorClock};
+use raceway::{Event, EventKind};
 
 use super::fxhash::{FxMap, FxSet};
 
@@ -82,17 +82,7 @@ impl TraceLoader {
             | EventKind::AsyncAwait { child_thread_id } => self.intern(child_thread_id),
             _ => {}
         }
-        if !e.vector_clock.is_empty() {
-            // `VectorClock` keeps its keys private; rebuilding it from its (already key-sorted, distinct)
-            // components with shared keys is cheap and changes no component.
-            let clock = VectorClock::from_pairs(
-                e.vector_clock
-                    .iter()
-                    .map(|(k, c)| (self.shared(k), c))
-                    .collect::<Vec<_>>(),
-            );
-            e.vector_clock = clock;
-        }
+        e.vector_clock.share_keys(|key| Some(self.shared(key)));
     }
 
     fn intern(&mut self, s: &mut Arc<str>) {
