@@ -87,7 +87,7 @@ pub fn track_function<R>(name: &str, f: impl FnOnce() -> R) -> R {
     let location = Location::caller();
     let started = Instant::now();
     let result = f();
-    if let Some(ctx) = current() {
+    with_current(|ctx| {
         ctx.record_at(
             EventKind::FunctionCall {
                 function: name.to_owned(),
@@ -95,8 +95,8 @@ pub fn track_function<R>(name: &str, f: impl FnOnce() -> R) -> R {
             },
             Some(location),
             Some(started.elapsed()),
-        );
-    }
+        )
+    });
     result
 }
 
@@ -108,7 +108,7 @@ pub fn track_async_function<F: Future>(name: &str, future: F) -> impl Future<Out
     async move {
         let started = Instant::now();
         let result = future.await;
-        if let Some(ctx) = current() {
+        with_current(|ctx| {
             ctx.record_at(
                 EventKind::FunctionCall {
                     function: name,
@@ -116,8 +116,8 @@ pub fn track_async_function<F: Future>(name: &str, future: F) -> impl Future<Out
                 },
                 Some(location),
                 Some(started.elapsed()),
-            );
-        }
+            )
+        });
         result
     }
 }
@@ -125,22 +125,24 @@ pub fn track_async_function<F: Future>(name: &str, future: F) -> impl Future<Out
 /// Records an error.
 #[track_caller]
 pub fn track_error(error_type: &str, message: impl Display) {
-    if let Some(ctx) = current() {
+    let location = Location::caller();
+    with_current(|ctx| {
         ctx.record_at(
             EventKind::Error {
                 error_type: error_type.to_owned(),
                 message: message.to_string(),
             },
-            Some(Location::caller()),
+            Some(location),
             None,
-        );
-    }
+        )
+    });
 }
 
 /// Records a custom event.
 #[track_caller]
 pub fn track_custom<T: Serialize>(name: &str, data: T) {
-    if let Some(ctx) = current() {
+    let location = Location::caller();
+    with_current(|ctx| {
         let data = ctx
             .raceway()
             .is_capturing()
@@ -151,15 +153,16 @@ pub fn track_custom<T: Serialize>(name: &str, data: T) {
                 name: name.to_owned(),
                 data,
             },
-            Some(Location::caller()),
+            Some(location),
             None,
-        );
-    }
+        )
+    });
 }
 
 /// Records that `lock` was acquired (call right after acquiring). Prefer [`crate::sync`]'s tracked locks.
 #[track_caller]
 pub fn track_lock_acquire(lock: &str, mode: LockMode) {
+    // Not `with_current`: the location comes from `#[track_caller]` methods, which a closure would hide.
     if let Some(ctx) = current() {
         ctx.lock_acquired(lock, mode);
     }

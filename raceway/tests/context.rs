@@ -436,3 +436,37 @@ fn reparented_call_links_to_the_clock_span_and_answers_with_the_received_parent(
         "answers with the received parent-id"
     );
 }
+
+#[tokio::test]
+async fn every_tracking_function_records_the_callers_location() {
+    let recorder = raceway::EventRecorder::new();
+    let raceway = Raceway::builder()
+        .service_name("svc")
+        .ignore_env()
+        .record_to(recorder.clone())
+        .build()
+        .unwrap();
+    let ctx = raceway.new_trace("job");
+    ctx.in_scope(|| {
+        raceway::track_read("x");
+        raceway::track_write("x", 1);
+        raceway::track_state_change("x", raceway::Access::AtomicRmw, None, None);
+        raceway::track_function("f", || ());
+        raceway::track_error("E", "boom");
+        raceway::track_custom("c", 3);
+        raceway::track_lock_acquire("l", LockMode::Shared);
+        raceway::track_lock_release("l", LockMode::Shared);
+    });
+    ctx.scope(raceway::track_async_function("g", async {}))
+        .await;
+    let events = recorder.events();
+    assert_eq!(events.len(), 10, "span_start + 9 tracked events");
+    for e in &events[1..] {
+        let location = e.location.as_deref().unwrap_or_default();
+        assert!(
+            location.starts_with("raceway/tests/context.rs:"),
+            "{}: {location:?}",
+            e.kind.type_name()
+        );
+    }
+}
