@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use raceway::Event;
+use raceway_backend::storage::memory::MemoryStore;
 use raceway_backend::storage::sqlite::SqliteStore;
 use raceway_backend::storage::Store;
 use sqlx::Connection;
@@ -35,7 +36,9 @@ async fn block_count(path: &std::path::Path, t: Uuid) -> i64 {
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    sqlx::query_scalar("SELECT COUNT(*) FROM event_blocks WHERE trace_id = ?")
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM event_blocks WHERE trace_no = (SELECT trace_no FROM traces WHERE trace_id = ?)",
+    )
         .bind(&t.as_bytes()[..])
         .fetch_one(&mut c)
         .await
@@ -64,6 +67,27 @@ async fn trace_over_many_blocks_reads_in_ingestion_order() {
         store.trace_summary(t).await.unwrap().unwrap().event_count,
         60
     );
+}
+
+#[tokio::test]
+async fn keys_deduplicate_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raceway.db");
+    let t = Uuid::new_v4();
+    let events = many_events(t, 40);
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let out = store.ingest(ingestable(&events[..30]), true).await.unwrap();
+        assert_eq!(out.accepted, 30);
+    }
+    // A new process knows no keys in memory: they are read from the stored blocks.
+    let store = SqliteStore::open(&path).await.unwrap();
+    let out = store.ingest(ingestable(&events), true).await.unwrap();
+    assert_eq!((out.accepted, out.duplicates), (10, 30));
+    // And kept in memory from then on, matching what is stored.
+    let out = store.ingest(ingestable(&events[25..]), true).await.unwrap();
+    assert_eq!((out.accepted, out.duplicates), (0, 15));
+    assert_eq!(ids(&store.events(&[t]).await.unwrap()), ids(&events));
 }
 
 #[tokio::test]
@@ -104,6 +128,85 @@ async fn one_large_group_is_split_into_blocks_in_order() {
     assert_eq!(store.events(&[other]).await.unwrap().len(), 2);
 }
 
+/// Writes what the first schema's writer wrote for `events` (one row per event, the trace's summary and
+/// services, its spans and edges, trace ids as text), taking the derived rows from the memory store.
+async fn write_first_schema(c: &mut sqlx::SqliteConnection, events: &[Event]) {
+    let memory = MemoryStore::new();
+    memory.ingest(ingestable(events), true).await.unwrap();
+    let t = events[0].trace_id;
+    for e in events {
+        sqlx::query(
+            "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.trace_id.to_string())
+        .bind(e.span_id.to_string())
+        .bind(e.id.to_string())
+        .bind(e.service.to_string())
+        .bind(e.timestamp.0)
+        .bind(serde_json::to_string(e).unwrap())
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    }
+    let summary = memory.trace_summary(t).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO traces (trace_id, first_ns, last_ns, event_count) VALUES (?, ?, ?, ?)",
+    )
+    .bind(t.to_string())
+    .bind(summary.first_ns)
+    .bind(summary.last_ns)
+    .bind(summary.event_count as i64)
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    for service in &summary.services {
+        let n = events.iter().filter(|e| &*e.service == service).count();
+        sqlx::query("INSERT INTO trace_services (trace_id, service, event_count) VALUES (?, ?, ?)")
+            .bind(t.to_string())
+            .bind(service)
+            .bind(n as i64)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    for s in memory.spans(&[t]).await.unwrap() {
+        sqlx::query("INSERT INTO distributed_spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(s.trace_id.to_string())
+            .bind(s.span_id)
+            .bind(s.parent_span_id)
+            .bind(s.service)
+            .bind(s.instance)
+            .bind(s.operation)
+            .bind(s.span_kind)
+            .bind(s.start_ns)
+            .bind(s.end_ns)
+            .bind(s.status_code)
+            .bind(s.error)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    for e in memory.edges(&[t]).await.unwrap() {
+        sqlx::query("INSERT INTO distributed_edges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(e.trace_id.to_string())
+            .bind(e.call_id)
+            .bind(e.from_span)
+            .bind(e.to_span)
+            .bind(e.caller_service)
+            .bind(e.callee_service)
+            .bind(e.callee_trace_id.map(|u| u.to_string()))
+            .bind(e.protocol)
+            .bind(e.start_ns)
+            .bind(e.end_ns)
+            .bind(e.status)
+            .bind(e.error)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn rows_of_the_first_schema_are_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,8 +222,9 @@ async fn rows_of_the_first_schema_are_migrated() {
         first.join("0001_init.sql"),
     )
     .unwrap();
-    let t = Uuid::new_v4();
-    let events = batch_for(t, 0);
+    // Two traces, so that trace numbers, keys and blocks must be matched up by trace.
+    let (t, u) = (Uuid::new_v4(), Uuid::new_v4());
+    let (events, others) = (batch_for(t, 0), batch_for(u, -1_000));
     {
         let mut c =
             sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
@@ -132,30 +236,54 @@ async fn rows_of_the_first_schema_are_migrated() {
             .run(&mut c)
             .await
             .unwrap();
-        for e in &events[..10] {
-            sqlx::query(
-                "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.trace_id.to_string())
-            .bind(e.span_id.to_string())
-            .bind(e.id.to_string())
-            .bind(e.service.to_string())
-            .bind(e.timestamp.0)
-            .bind(serde_json::to_string(e).unwrap())
-            .execute(&mut c)
-            .await
-            .unwrap();
-        }
+        write_first_schema(&mut c, &events[..10]).await;
+        write_first_schema(&mut c, &others).await;
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    let mut got = store.events(&[t]).await.unwrap();
-    got.sort_by_key(|e| e.id);
-    let mut want = events[..10].to_vec();
-    want.sort_by_key(|e| e.id);
-    assert_eq!(got, want);
-    // The carried-over keys still deduplicate.
+    let memory = MemoryStore::new();
+    memory
+        .ingest(ingestable(&events[..10]), true)
+        .await
+        .unwrap();
+    memory.ingest(ingestable(&others), true).await.unwrap();
+    for id in [t, u] {
+        let mut got = store.events(&[id]).await.unwrap();
+        got.sort_by_key(|e| e.id);
+        let mut want = memory.events(&[id]).await.unwrap();
+        want.sort_by_key(|e| e.id);
+        assert_eq!(got, want);
+        assert!(!want.is_empty());
+        assert_eq!(
+            store.trace_summary(id).await.unwrap(),
+            memory.trace_summary(id).await.unwrap()
+        );
+        assert_eq!(
+            store.spans(&[id]).await.unwrap(),
+            memory.spans(&[id]).await.unwrap()
+        );
+        assert_eq!(
+            store.edges(&[id]).await.unwrap(),
+            memory.edges(&[id]).await.unwrap()
+        );
+    }
+    assert!(!store.spans(&[t]).await.unwrap().is_empty());
+    // The carried-over keys still deduplicate, and the trace keeps growing under its number.
     let out = store.ingest(ingestable(&events), true).await.unwrap();
     assert_eq!((out.accepted, out.duplicates), (12, 10));
     assert_eq!(store.events(&[t]).await.unwrap().len(), 22);
+    assert_eq!(
+        store.trace_summary(t).await.unwrap().unwrap().event_count,
+        22
+    );
+    let listed = store
+        .list_traces(&raceway_backend::storage::TraceQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.trace_id).collect::<Vec<_>>(),
+        vec![t, u]
+    );
 }

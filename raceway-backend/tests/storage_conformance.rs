@@ -300,6 +300,18 @@ async fn retention(store: &dyn Store) {
     assert!(store.spans(&[old]).await.unwrap().is_empty());
     assert!(store.edges(&[old]).await.unwrap().is_empty());
     assert_eq!(store.events(&[young]).await.unwrap().len(), 22);
+    // A deleted trace is gone for deduplication too: sent again, it is stored again, once.
+    let again = store
+        .ingest(ingestable(&batch_for(old, far_past)), true)
+        .await
+        .unwrap();
+    assert_eq!((again.accepted, again.duplicates), (22, 0));
+    assert_eq!(store.events(&[old]).await.unwrap().len(), 22);
+    assert_eq!(
+        store.trace_summary(old).await.unwrap().unwrap().event_count,
+        22
+    );
+    assert!(store.delete_older_than(cutoff).await.unwrap() == 22);
 }
 
 #[tokio::test]

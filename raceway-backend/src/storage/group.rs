@@ -24,21 +24,23 @@ pub const DEFAULT_QUEUE_BATCHES: usize = 1024;
 /// Upper bound of events in one group transaction (bounds the writer's memory and a group's latency).
 pub const MAX_GROUP_EVENTS: usize = 64 * 1024;
 
-/// One batch waiting for the writer.
-pub(crate) struct Pending {
+/// One batch waiting for the writer, with what the store prepared for it on the submitting task (`P`), so
+/// that a single writer thread does less per batch.
+pub(crate) struct Pending<P = ()> {
     pub events: Vec<IngestEvent>,
     pub derive_spans: bool,
+    pub prepared: P,
     pub reply: oneshot::Sender<StoreResult<IngestOutcome>>,
 }
 
 /// The sending side of a writer queue.
-pub(crate) struct Queue {
-    tx: mpsc::Sender<Pending>,
+pub(crate) struct Queue<P = ()> {
+    tx: mpsc::Sender<Pending<P>>,
 }
 
-impl Queue {
+impl<P> Queue<P> {
     /// A queue of at most `capacity` batches and its receiving side (for the writer).
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Pending>) {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Pending<P>>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self { tx }, rx)
     }
@@ -48,11 +50,13 @@ impl Queue {
         &self,
         events: Vec<IngestEvent>,
         derive_spans: bool,
+        prepared: P,
     ) -> StoreResult<IngestOutcome> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             events,
             derive_spans,
+            prepared,
             reply,
         };
         self.tx.try_send(pending).map_err(|e| match e {
@@ -68,7 +72,7 @@ impl Queue {
 }
 
 /// Takes, after `first`, every batch already queued, up to [`MAX_GROUP_EVENTS`] events.
-pub(crate) fn drain(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+pub(crate) fn drain<P>(first: Pending<P>, rx: &mut mpsc::Receiver<Pending<P>>) -> Vec<Pending<P>> {
     let mut n = first.events.len();
     let mut group = vec![first];
     while n < MAX_GROUP_EVENTS {
@@ -88,6 +92,8 @@ pub(crate) fn drain(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pen
 pub(crate) struct Plan<'a> {
     /// Distinct events in queue order, with the index of the owning batch.
     pub rows: Vec<(&'a IngestEvent, usize)>,
+    /// Per row: the event's position in its batch.
+    pub positions: Vec<u32>,
     /// Per batch: outcomes so far (repeats inside the group counted as duplicates).
     pub outcomes: Vec<IngestOutcome>,
 }
@@ -96,20 +102,26 @@ impl<'a> Plan<'a> {
     /// Plans `batches` (one slice per queued batch).
     pub fn new(batches: impl IntoIterator<Item = &'a [IngestEvent]>) -> Self {
         let mut rows = Vec::new();
+        let mut positions = Vec::new();
         let mut outcomes = Vec::new();
         let mut seen = HashMap::new();
         for (b, events) in batches.into_iter().enumerate() {
             let mut out = IngestOutcome::default();
-            for e in events {
+            for (at, e) in events.iter().enumerate() {
                 if seen.insert(key(e), ()).is_some() {
                     out.duplicates += 1;
                 } else {
                     rows.push((e, b));
+                    positions.push(at as u32);
                 }
             }
             outcomes.push(out);
         }
-        Self { rows, outcomes }
+        Self {
+            rows,
+            positions,
+            outcomes,
+        }
     }
 
     /// Records whether the row at `i` was stored now (else it was stored before: a duplicate).
@@ -124,7 +136,7 @@ impl<'a> Plan<'a> {
 }
 
 /// Answers every batch of a group with `result` (its own outcome, or the group's error).
-pub(crate) fn answer(group: Vec<Pending>, result: StoreResult<Vec<IngestOutcome>>) {
+pub(crate) fn answer<P>(group: Vec<Pending<P>>, result: StoreResult<Vec<IngestOutcome>>) {
     match result {
         Ok(outcomes) => {
             for (p, o) in group.into_iter().zip(outcomes) {
@@ -171,6 +183,7 @@ mod tests {
             plan.rows.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
             [0, 0, 1]
         );
+        assert_eq!(plan.positions, [0, 1, 1]);
         for i in 0..3 {
             plan.record(i, i != 1);
         }

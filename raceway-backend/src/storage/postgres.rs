@@ -380,7 +380,7 @@ impl Store for PgStore {
         events: Vec<IngestEvent>,
         derive_spans: bool,
     ) -> BoxFuture<'_, StoreResult<IngestOutcome>> {
-        self.queue.submit(events, derive_spans).boxed()
+        self.queue.submit(events, derive_spans, ()).boxed()
     }
 
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {
