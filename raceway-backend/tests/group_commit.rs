@@ -54,7 +54,7 @@ async fn block_sqlite(path: &std::path::Path) -> Blocker {
 async fn block_pg(url: &str) -> Blocker {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE event_keys IN EXCLUSIVE MODE")
         .execute(&mut c)
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn postgres_group_commit() {
     sqlx::raw_sql(
         "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
          IF NEW.service = 'poison' THEN RAISE EXCEPTION 'poisoned batch'; END IF; RETURN NEW; END $$; \
-         CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+         CREATE TRIGGER poison BEFORE INSERT ON trace_services FOR EACH ROW EXECUTE FUNCTION poison();",
     )
     .execute(&mut c)
     .await

@@ -13,6 +13,7 @@ use raceway::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub(crate) mod blocks;
 pub mod derive;
 pub mod group;
 pub mod memory;

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::blocks::*;
 use super::sqlite::{coalesce_set, EDGE_COLS};
 use super::*;
 use crate::analysis::load::TraceLoader;
@@ -20,10 +21,11 @@ use crate::analysis::load::TraceLoader;
 /// The Postgres store.
 pub struct PgStore {
     pool: PgPool,
-    queue: group::Queue,
+    queue: group::Queue<Prepared>,
 }
 
-type SharedReceiver = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<group::Pending>>>;
+type SharedReceiver =
+    Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<group::Pending<Prepared>>>>;
 
 /// One writer: takes a group from the shared queue (the lock is held only while draining), writes it in one
 /// transaction; on failure retries each batch alone. Stops when the store is dropped.
@@ -54,7 +56,10 @@ async fn run_writer(pool: PgPool, rx: SharedReceiver) {
 /// Writes a group of batches in one transaction, one `INSERT ... SELECT FROM UNNEST(...)` per table; returns
 /// the outcome of each batch. Rows go in key order, so concurrent writers lock rows in the same order (no
 /// deadlocks between groups that share keys).
-async fn write_group(pool: &PgPool, batches: &[group::Pending]) -> StoreResult<Vec<IngestOutcome>> {
+async fn write_group(
+    pool: &PgPool,
+    batches: &[group::Pending<Prepared>],
+) -> StoreResult<Vec<IngestOutcome>> {
     let mut plan = group::Plan::new(batches.iter().map(|p| &p.events[..]));
     let mut order: Vec<usize> = (0..plan.rows.len()).collect();
     order.sort_unstable_by_key(|&i| key(plan.rows[i].0));
@@ -62,45 +67,84 @@ async fn write_group(pool: &PgPool, batches: &[group::Pending]) -> StoreResult<V
     let mut trace_ids = Vec::with_capacity(n);
     let mut span_ids = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
-    let mut services: Vec<&str> = Vec::with_capacity(n);
-    let mut ts = Vec::with_capacity(n);
-    let mut bodies: Vec<&str> = Vec::with_capacity(n);
-    let mut index: HashMap<(Uuid, [u8; 8], Uuid), usize> = HashMap::with_capacity(n);
+    let mut index: HashMap<(Uuid, i64, Uuid), usize> = HashMap::with_capacity(n);
     for &i in &order {
         let e = plan.rows[i].0;
+        let span = i64::from_be_bytes(e.span_id.0);
         trace_ids.push(e.trace_id);
-        span_ids.push(span_hex(&e.span_id));
+        span_ids.push(span);
         event_ids.push(e.id);
-        services.push(&e.service);
-        ts.push(e.timestamp_ns);
-        bodies.push(&e.json);
-        index.insert(key(e), i);
+        index.insert((e.trace_id, span, e.id), i);
     }
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "INSERT INTO events (trace_id, span_id, event_id, service, ts_ns, body) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int8[], $6::text[]) \
+        "INSERT INTO event_keys (trace_id, span_id, event_id) \
+         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[]) \
          ON CONFLICT DO NOTHING RETURNING trace_id, span_id, event_id",
     )
     .bind(&trace_ids)
     .bind(&span_ids)
     .bind(&event_ids)
-    .bind(&services)
-    .bind(&ts)
-    .bind(&bodies)
     .fetch_all(&mut *tx)
     .await?;
     let mut stored = vec![false; plan.rows.len()];
     for r in rows {
-        let span: &str = r.try_get(1)?;
-        let span: raceway::SpanId = span
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("span id {span:?}: {e}")))?;
-        let k = (r.try_get::<Uuid, _>(0)?, span.0, r.try_get::<Uuid, _>(2)?);
+        let k = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         let i = *index
             .get(&k)
             .ok_or_else(|| StoreError::Corrupt("INSERT returned a key it was not given".into()))?;
         stored[i] = true;
+    }
+    // Each batch's prepared blocks when all their events are new; when only some are, a block of those.
+    let mut fresh: Vec<Vec<bool>> = batches
+        .iter()
+        .map(|p| vec![false; p.events.len()])
+        .collect();
+    for (i, &new) in stored.iter().enumerate() {
+        if new {
+            fresh[plan.rows[i].1][plan.positions[i] as usize] = true;
+        }
+    }
+    let (mut b_trace, mut b_events, mut b_len, mut b_data) = (vec![], vec![], vec![], vec![]);
+    for (b, p) in batches.iter().enumerate() {
+        for block in &p.prepared.blocks {
+            let new: Vec<u32> = block
+                .members
+                .iter()
+                .copied()
+                .filter(|&m| fresh[b][m as usize])
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            b_trace.push(block.trace_id);
+            b_events.push(new.len() as i32);
+            if new.len() == block.members.len() {
+                b_len.push(block.raw_len as i32);
+                b_data.push(block.data.clone());
+            } else {
+                let mut raw = Vec::new();
+                for &m in &new {
+                    push_frame(&mut raw, &p.events[m as usize].json)?;
+                }
+                b_len.push(raw.len() as i32);
+                b_data.push(compress_here(&raw)?);
+            }
+        }
+    }
+    if !b_trace.is_empty() {
+        let codecs = vec![CODEC_ZSTD as i16; b_trace.len()];
+        sqlx::query(
+            "INSERT INTO event_blocks (trace_id, events, codec, raw_len, data) \
+             SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::int2[], $4::int4[], $5::bytea[])",
+        )
+        .bind(&b_trace)
+        .bind(&b_events)
+        .bind(&codecs)
+        .bind(&b_len)
+        .bind(&b_data)
+        .execute(&mut *tx)
+        .await?;
     }
     let mut inserted = Vec::with_capacity(plan.rows.len());
     for (i, &new) in stored.iter().enumerate() {
@@ -380,19 +424,34 @@ impl Store for PgStore {
         events: Vec<IngestEvent>,
         derive_spans: bool,
     ) -> BoxFuture<'_, StoreResult<IngestOutcome>> {
-        self.queue.submit(events, derive_spans, ()).boxed()
+        async move {
+            // Spans are derived by the writer, over the whole group: one upsert statement may not touch a row
+            // twice, and batches of a group may share spans.
+            let prepared = prepare(&events, false)?;
+            self.queue.submit(events, derive_spans, prepared).await
+        }
+        .boxed()
     }
 
     fn events<'a>(&'a self, trace_ids: &'a [Uuid]) -> BoxFuture<'a, StoreResult<Vec<Event>>> {
         async move {
-            let rows = sqlx::query("SELECT body FROM events WHERE trace_id = ANY($1)")
-                .bind(trace_ids)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT codec, raw_len, data FROM event_blocks WHERE trace_id = ANY($1) ORDER BY trace_id, block",
+            )
+            .bind(trace_ids)
+            .fetch_all(&self.pool)
+            .await?;
             let mut loader = TraceLoader::default();
-            rows.iter()
-                .map(|r| load_event(&mut loader, r.try_get(0)?))
-                .collect()
+            let mut out = Vec::new();
+            for r in rows {
+                let codec: i16 = r.try_get(0)?;
+                let raw_len: i32 = r.try_get(1)?;
+                let raw = decode_block(codec.into(), raw_len.into(), r.try_get(2)?)?;
+                for text in block_frames(&raw) {
+                    out.push(load_event(&mut loader, text?)?);
+                }
+            }
+            Ok(out)
         }
         .boxed()
     }
@@ -567,12 +626,13 @@ impl Store for PgStore {
                     .iter()
                     .map(|r| r.try_get(0))
                     .collect::<Result<_, _>>()?;
-            let n = sqlx::query("DELETE FROM events WHERE trace_id = ANY($1)")
+            let n = sqlx::query("DELETE FROM event_keys WHERE trace_id = ANY($1)")
                 .bind(&ids)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             for table in [
+                "event_blocks",
                 "trace_services",
                 "distributed_spans",
                 "distributed_edges",
