@@ -5,7 +5,10 @@
 //!
 //! The task that submits a batch prepares its blocks ([`prepare`]), so a store's writer only inserts them.
 
+use std::borrow::Cow;
+
 use super::derive::{self, EdgeRecord, SpanRecord};
+use super::group::{Pending, Plan};
 use super::{IngestEvent, StoreError, StoreResult};
 use uuid::Uuid;
 
@@ -157,6 +160,66 @@ pub(crate) fn prepare(events: &[IngestEvent], derive_spans: bool) -> StoreResult
         blocks,
         derived: derive_spans.then(|| derive::derive(events)),
     })
+}
+
+/// A block to store: a prepared one whose events all turned out new, or one built here from the new events of a
+/// prepared block (some of whose events were stored before).
+pub(crate) struct NewBlock<'a> {
+    pub trace_id: Uuid,
+    pub events: usize,
+    pub raw_len: usize,
+    pub keys: Cow<'a, [u8]>,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// The blocks a group stores, in queue order, given which events of each batch are new (`new_rows`: rows of
+/// `plan` that were stored now).
+pub(crate) fn blocks_to_store<'a>(
+    batches: &'a [Pending<Prepared>],
+    plan: &Plan<'_>,
+    new_rows: impl IntoIterator<Item = usize>,
+) -> StoreResult<Vec<NewBlock<'a>>> {
+    let mut fresh: Vec<Vec<bool>> = batches
+        .iter()
+        .map(|p| vec![false; p.events.len()])
+        .collect();
+    for i in new_rows {
+        fresh[plan.rows[i].1][plan.positions[i] as usize] = true;
+    }
+    let mut out = Vec::new();
+    for (p, fresh) in batches.iter().zip(&fresh) {
+        for block in &p.prepared.blocks {
+            let new = block.members.iter().filter(|&&m| fresh[m as usize]).count();
+            if new == 0 {
+                continue;
+            }
+            if new == block.members.len() {
+                out.push(NewBlock {
+                    trace_id: block.trace_id,
+                    events: new,
+                    raw_len: block.raw_len,
+                    keys: Cow::Borrowed(&block.keys),
+                    data: Cow::Borrowed(&block.data),
+                });
+                continue;
+            }
+            let (mut raw, mut keys) = (Vec::new(), Vec::with_capacity(new * 24));
+            for (at, &m) in block.members.iter().enumerate() {
+                if fresh[m as usize] {
+                    push_frame(&mut raw, &p.events[m as usize].json)?;
+                    keys.extend_from_slice(&block.keys[at * 24..(at + 1) * 24]);
+                }
+            }
+            out.push(NewBlock {
+                trace_id: block.trace_id,
+                events: new,
+                raw_len: raw.len(),
+                keys: Cow::Owned(keys),
+                data: Cow::Owned(compress_here(&raw)?),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -95,43 +95,16 @@ async fn write_group(
             .ok_or_else(|| StoreError::Corrupt("INSERT returned a key it was not given".into()))?;
         stored[i] = true;
     }
-    // Each batch's prepared blocks when all their events are new; when only some are, a block of those.
-    let mut fresh: Vec<Vec<bool>> = batches
+    let new_rows = stored
         .iter()
-        .map(|p| vec![false; p.events.len()])
-        .collect();
-    for (i, &new) in stored.iter().enumerate() {
-        if new {
-            fresh[plan.rows[i].1][plan.positions[i] as usize] = true;
-        }
-    }
-    let (mut b_trace, mut b_events, mut b_len, mut b_data) = (vec![], vec![], vec![], vec![]);
-    for (b, p) in batches.iter().enumerate() {
-        for block in &p.prepared.blocks {
-            let new: Vec<u32> = block
-                .members
-                .iter()
-                .copied()
-                .filter(|&m| fresh[b][m as usize])
-                .collect();
-            if new.is_empty() {
-                continue;
-            }
-            b_trace.push(block.trace_id);
-            b_events.push(new.len() as i32);
-            if new.len() == block.members.len() {
-                b_len.push(block.raw_len as i32);
-                b_data.push(block.data.clone());
-            } else {
-                let mut raw = Vec::new();
-                for &m in &new {
-                    push_frame(&mut raw, &p.events[m as usize].json)?;
-                }
-                b_len.push(raw.len() as i32);
-                b_data.push(compress_here(&raw)?);
-            }
-        }
-    }
+        .enumerate()
+        .filter(|(_, &new)| new)
+        .map(|(i, _)| i);
+    let blocks = blocks_to_store(batches, &plan, new_rows)?;
+    let b_trace: Vec<Uuid> = blocks.iter().map(|b| b.trace_id).collect();
+    let b_events: Vec<i32> = blocks.iter().map(|b| b.events as i32).collect();
+    let b_len: Vec<i32> = blocks.iter().map(|b| b.raw_len as i32).collect();
+    let b_data: Vec<&[u8]> = blocks.iter().map(|b| &*b.data).collect();
     if !b_trace.is_empty() {
         let codecs = vec![CODEC_ZSTD as i16; b_trace.len()];
         sqlx::query(

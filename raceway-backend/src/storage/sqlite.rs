@@ -85,9 +85,6 @@ impl SqliteStore {
             .await?;
         let writer = Writer {
             conn: writer_connection(path)?,
-            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
-                .map_err(|e| StoreError::Other(format!("zstd: {e}")))?,
-            raw: Vec::new(),
             known: KnownKeys::with_cap(KNOWN_KEYS_CAP),
         };
         let (queue, rx) = group::Queue::new(queue_batches);
@@ -276,8 +273,6 @@ fn run_syncer(wal: Option<std::path::PathBuf>, rx: std::sync::mpsc::Receiver<Com
 /// The writer thread's connection and the state it keeps between groups.
 struct Writer {
     conn: rusqlite::Connection,
-    zstd: zstd::bulk::Compressor<'static>,
-    raw: Vec<u8>,
     known: KnownKeys,
 }
 
@@ -465,12 +460,7 @@ fn write_group(
 ) -> StoreResult<Vec<IngestOutcome>> {
     use rusqlite::params;
 
-    let Writer {
-        conn,
-        zstd,
-        raw,
-        known,
-    } = w;
+    let Writer { conn, known } = w;
     let mut plan = group::Plan::new(batches.iter().map(|p| &p.events[..]));
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let numbers = TraceNumbers::of(&tx, &plan.rows)?;
@@ -499,61 +489,20 @@ fn write_group(
     }
     // Each batch's prepared blocks, in queue order, when all their events are new; when only some are
     // (re-sent events), a block of those is built here.
-    let mut fresh: Vec<Vec<bool>> = batches
-        .iter()
-        .map(|p| vec![false; p.events.len()])
-        .collect();
-    for &i in &new_rows {
-        fresh[plan.rows[i].1][plan.positions[i] as usize] = true;
-    }
     {
         let mut blk = tx.prepare_cached(
             "INSERT INTO event_blocks (trace_no, events, codec, raw_len, keys, data) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut block_keys = Vec::new();
-        for (b, p) in batches.iter().enumerate() {
-            for block in &p.prepared.blocks {
-                let new = block
-                    .members
-                    .iter()
-                    .filter(|&&m| fresh[b][m as usize])
-                    .count();
-                if new == 0 {
-                    continue;
-                }
-                let no = numbers.number(&block.trace_id);
-                if new == block.members.len() {
-                    blk.execute(params![
-                        no,
-                        new as i64,
-                        CODEC_ZSTD,
-                        block.raw_len as i64,
-                        &block.keys,
-                        &block.data
-                    ])?;
-                    continue;
-                }
-                raw.clear();
-                block_keys.clear();
-                for (at, &m) in block.members.iter().enumerate() {
-                    if fresh[b][m as usize] {
-                        push_frame(raw, &p.events[m as usize].json)?;
-                        block_keys.extend_from_slice(&block.keys[at * 24..(at + 1) * 24]);
-                    }
-                }
-                let data = zstd
-                    .compress(raw)
-                    .map_err(|e| StoreError::Other(format!("compressing events: {e}")))?;
-                blk.execute(params![
-                    no,
-                    new as i64,
-                    CODEC_ZSTD,
-                    raw.len() as i64,
-                    &block_keys,
-                    data
-                ])?;
-            }
+        for b in blocks_to_store(batches, &plan, new_rows.iter().copied())? {
+            blk.execute(params![
+                numbers.number(&b.trace_id),
+                b.events as i64,
+                CODEC_ZSTD,
+                b.raw_len as i64,
+                &*b.keys,
+                &*b.data
+            ])?;
         }
     }
     let inserted = new_rows.iter().map(|&i| {
