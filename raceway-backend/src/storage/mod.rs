@@ -350,6 +350,16 @@ pub(crate) fn trace_deltas<S: AsRef<str>>(
         .collect()
 }
 
+/// The tables of the durable stores that hold a trace's rows besides its key index (SQLite keeps keys in
+/// `event_blocks`, Postgres in `event_keys`); retention deletes a trace from each, `traces` last.
+pub(crate) const TRACE_TABLES: [&str; 5] = [
+    "event_blocks",
+    "trace_services",
+    "distributed_spans",
+    "distributed_edges",
+    "traces",
+];
+
 /// Parses a stored span id text.
 pub(crate) fn span_hex(s: &raceway::SpanId) -> String {
     String::from_utf8_lossy(&s.to_hex()).into_owned()

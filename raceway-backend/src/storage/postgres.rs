@@ -604,13 +604,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            for table in [
-                "event_blocks",
-                "trace_services",
-                "distributed_spans",
-                "distributed_edges",
-                "traces",
-            ] {
+            for table in TRACE_TABLES {
                 sqlx::query(&format!("DELETE FROM {table} WHERE trace_id = ANY($1)"))
                     .bind(&ids)
                     .execute(&mut *tx)

@@ -873,27 +873,26 @@ impl Store for SqliteStore {
     fn delete_older_than(&self, cutoff_ns: i64) -> BoxFuture<'_, StoreResult<u64>> {
         async move {
             let mut tx = self.write.begin().await?;
-            let old: Vec<(i64, i64)> =
-                sqlx::query_as("SELECT trace_no, event_count FROM traces WHERE last_ns < ?")
-                    .bind(cutoff_ns)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let mut n = 0;
-            for (no, count) in &old {
-                n += *count as u64;
-                for table in [
-                    "event_blocks",
-                    "trace_services",
-                    "distributed_spans",
-                    "distributed_edges",
-                    "traces",
-                ] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE trace_no = ?"))
-                        .bind(no)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            let n: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(event_count), 0) FROM traces WHERE last_ns < ?",
+            )
+            .bind(cutoff_ns)
+            .fetch_one(&mut *tx)
+            .await?;
+            let (rows, traces) = TRACE_TABLES.split_at(TRACE_TABLES.len() - 1);
+            for table in rows {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE trace_no IN (SELECT trace_no FROM traces WHERE last_ns < ?)"
+                ))
+                .bind(cutoff_ns)
+                .execute(&mut *tx)
+                .await?;
             }
+            sqlx::query(&format!("DELETE FROM {} WHERE last_ns < ?", traces[0]))
+                .bind(cutoff_ns)
+                .execute(&mut *tx)
+                .await?;
+            let n = n as u64;
             tx.commit().await?;
             Ok(n)
         }
