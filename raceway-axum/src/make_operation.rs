@@ -6,6 +6,12 @@ use http::Method;
 pub trait MakeOperation {
     /// The operation name, e.g. `GET /users/{id}`.
     fn make_operation(&self, method: &Method, route: Option<&str>, path: &str) -> String;
+
+    /// Appends the operation name to `out`. The middleware calls this with a reused buffer; override it when the
+    /// name can be written without building a `String` first.
+    fn write_operation(&self, method: &Method, route: Option<&str>, path: &str, out: &mut String) {
+        out.push_str(&self.make_operation(method, route, path));
+    }
 }
 
 /// `"{METHOD} {route}"`, or `"{METHOD} {path}"` when no route is known.
@@ -20,12 +26,17 @@ pub struct DefaultMakeOperation;
 
 impl MakeOperation for DefaultMakeOperation {
     fn make_operation(&self, method: &Method, route: Option<&str>, path: &str) -> String {
-        let target = route.unwrap_or(path);
-        let mut op = String::with_capacity(method.as_str().len() + 1 + target.len());
-        op.push_str(method.as_str());
-        op.push(' ');
-        op.push_str(target);
+        let mut op = String::new();
+        self.write_operation(method, route, path, &mut op);
         op
+    }
+
+    fn write_operation(&self, method: &Method, route: Option<&str>, path: &str, out: &mut String) {
+        let target = route.unwrap_or(path);
+        out.reserve(method.as_str().len() + 1 + target.len());
+        out.push_str(method.as_str());
+        out.push(' ');
+        out.push_str(target);
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use raceway::propagation::Extracted;
-use raceway::{ClockStatus, HttpInfo, Raceway, ServerRequest, SpanId};
+use raceway::{ClockStatus, HttpRequestParts, Raceway, SpanId};
 use tower::Service;
 
 use crate::future::ResponseFuture;
@@ -71,15 +71,20 @@ impl Inbound {
     }
 }
 
+thread_local! {
+    /// The buffer operation names are written into; the span keeps its own copy.
+    static OPERATION: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+}
+
 #[cfg(feature = "axum")]
-fn matched_route<B>(req: &Request<B>) -> Option<String> {
+fn matched_route<B>(req: &Request<B>) -> Option<&str> {
     req.extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
+        .map(axum::extract::MatchedPath::as_str)
 }
 
 #[cfg(not(feature = "axum"))]
-fn matched_route<B>(_req: &Request<B>) -> Option<String> {
+fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
     None
 }
 
@@ -104,22 +109,17 @@ where
         let extracted = self.raceway.extract(req.headers());
         let route = matched_route(&req);
         let path = req.uri().path();
-        let operation = self
-            .make_operation
-            .make_operation(req.method(), route.as_deref(), path);
-        // HTTP details only feed events: skip building them when nothing is captured (propagation-only mode).
-        let http = self.raceway.is_capturing().then(|| HttpInfo {
-            method: req.method().as_str().to_owned(),
+        let mut operation = OPERATION.take();
+        operation.clear();
+        self.make_operation
+            .write_operation(req.method(), route, path, &mut operation);
+        let http = HttpRequestParts {
+            method: req.method().as_str(),
             route,
-            target: req
-                .uri()
-                .path_and_query()
-                .map_or(path, |pq| pq.as_str())
-                .to_owned(),
-        });
-        let ctx = self
-            .raceway
-            .server_span(&extracted, ServerRequest { operation, http });
+            target: req.uri().path_and_query().map_or(path, |pq| pq.as_str()),
+        };
+        let ctx = self.raceway.http_server_span(&extracted, &operation, http);
+        OPERATION.set(operation);
         req.extensions_mut().insert(ctx.clone());
         req.extensions_mut().insert(Inbound { extracted });
         let inner = &mut self.inner;

@@ -114,7 +114,7 @@ async fn headers_on_the_wire_and_three_calls_have_distinct_parent_ids() {
             "clock span id = traceparent parent-id"
         );
         assert_eq!(clock.parent_span_id.unwrap().to_string(), own_span);
-        assert_eq!(clock.service, "gateway");
+        assert_eq!(&*clock.service, "gateway");
         let own = clock.clock.get("gateway#i1");
         assert!(own > last_own_counter, "ticked for every send");
         last_own_counter = own;
@@ -239,7 +239,7 @@ async fn clock_accumulates_over_three_hops_and_joins_back() {
     );
     // And the top-level caller joined a's final clock (sent in a's raceway-clock response header).
     let final_a = ClockPayload::decode(headers["raceway-clock"].as_bytes()).unwrap();
-    assert_eq!(final_a.service, "a");
+    assert_eq!(&*final_a.service, "a");
     assert!(ca.happened_before(&final_a.clock) || ca == final_a.clock);
     assert!(final_a.clock.happened_before(&root.clock()));
     let callee = caller_events

@@ -28,6 +28,32 @@ pub(crate) struct ClockSnapshot {
     pub(crate) own: u64,
 }
 
+/// A logical thread's id. A request's root thread is named by its span id, kept here as hex digits: no
+/// allocation per request on the application's thread (the wire event's string is made when it is
+/// materialised). Forked threads are named `parent.n` (see [`Context::fork`](crate::Context::fork)).
+#[derive(Clone)]
+pub(crate) enum ThreadName {
+    Root([u8; 16]),
+    Forked(Arc<str>),
+}
+
+impl ThreadName {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Hex digits are ASCII.
+            ThreadName::Root(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            ThreadName::Forked(name) => name,
+        }
+    }
+
+    pub(crate) fn to_shared(&self) -> Arc<str> {
+        match self {
+            ThreadName::Root(_) => Arc::from(self.as_str()),
+            ThreadName::Forked(name) => Arc::clone(name),
+        }
+    }
+}
+
 /// Identity of the service that captured events; the same for every event of one [`Raceway`](crate::Raceway).
 #[derive(Clone)]
 pub(crate) struct ServiceIdentity {
@@ -42,7 +68,7 @@ pub(crate) struct CapturedEvent {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) parent_span_id: Option<SpanId>,
-    pub(crate) thread_id: Arc<str>,
+    pub(crate) thread_id: ThreadName,
     pub(crate) seq: u64,
     pub(crate) timestamp: Timestamp,
     pub(crate) duration_ns: Option<u64>,
@@ -50,7 +76,145 @@ pub(crate) struct CapturedEvent {
     pub(crate) locks_held: Vec<HeldLock>,
     pub(crate) location: CapturedLocation,
     pub(crate) tags: BTreeMap<String, String>,
-    pub(crate) kind: EventKind,
+    pub(crate) kind: CapturedKind,
+}
+
+/// An event's kind as captured.
+///
+/// Every traced request records `span_start` and `span_end`, both naming the span's operation. Captured, they
+/// share the span's name instead of copying it; the wire kind's string is made when the event is materialised,
+/// on the exporter's thread when exporting, which also frees it there instead of freeing the application's
+/// allocation across threads.
+pub(crate) enum CapturedKind {
+    Kind(EventKind),
+    SpanStart {
+        operation: Arc<str>,
+        span_kind: crate::SpanKind,
+        http: CapturedHttp,
+        upstream: Option<crate::event::Upstream>,
+    },
+    SpanEnd {
+        operation: Arc<str>,
+        status_code: Option<i64>,
+        error: bool,
+    },
+}
+
+/// A server span's HTTP details as captured.
+pub(crate) enum CapturedHttp {
+    None,
+    Owned(crate::HttpInfo),
+    Packed(PackedHttp),
+}
+
+impl CapturedHttp {
+    fn to_info(&self) -> Option<crate::HttpInfo> {
+        match self {
+            CapturedHttp::None => None,
+            CapturedHttp::Owned(info) => Some(info.clone()),
+            CapturedHttp::Packed(packed) => Some(packed.to_info()),
+        }
+    }
+
+    fn into_info(self) -> Option<crate::HttpInfo> {
+        match self {
+            CapturedHttp::Owned(info) => Some(info),
+            other => other.to_info(),
+        }
+    }
+}
+
+/// Method, route and target in one allocation (instead of three strings per request on the application's
+/// thread); split into [`HttpInfo`](crate::HttpInfo) when the event is materialised.
+pub(crate) struct PackedHttp {
+    text: Box<str>,
+    method_len: usize,
+    route_len: Option<usize>,
+}
+
+impl PackedHttp {
+    pub(crate) fn new(method: &str, route: Option<&str>, target: &str) -> Self {
+        let route_text = route.unwrap_or_default();
+        let mut text = String::with_capacity(method.len() + route_text.len() + target.len());
+        text.push_str(method);
+        text.push_str(route_text);
+        text.push_str(target);
+        PackedHttp {
+            text: text.into_boxed_str(),
+            method_len: method.len(),
+            route_len: route.map(str::len),
+        }
+    }
+
+    fn to_info(&self) -> crate::HttpInfo {
+        let (method, rest) = self.text.split_at(self.method_len);
+        let (route, target) = rest.split_at(self.route_len.unwrap_or(0));
+        crate::HttpInfo {
+            method: method.to_owned(),
+            route: self.route_len.map(|_| route.to_owned()),
+            target: target.to_owned(),
+        }
+    }
+}
+
+impl From<EventKind> for CapturedKind {
+    fn from(kind: EventKind) -> Self {
+        CapturedKind::Kind(kind)
+    }
+}
+
+impl CapturedKind {
+    fn to_kind(&self) -> EventKind {
+        match self {
+            CapturedKind::Kind(kind) => kind.clone(),
+            CapturedKind::SpanStart {
+                operation,
+                span_kind,
+                http,
+                upstream,
+            } => EventKind::SpanStart {
+                operation: operation.to_string(),
+                span_kind: *span_kind,
+                http: http.to_info(),
+                upstream: *upstream,
+            },
+            CapturedKind::SpanEnd {
+                operation,
+                status_code,
+                error,
+            } => EventKind::SpanEnd {
+                operation: operation.to_string(),
+                status_code: *status_code,
+                error: *error,
+            },
+        }
+    }
+
+    fn into_kind(self) -> EventKind {
+        match self {
+            CapturedKind::Kind(kind) => kind,
+            CapturedKind::SpanStart {
+                operation,
+                span_kind,
+                http,
+                upstream,
+            } => EventKind::SpanStart {
+                operation: operation.to_string(),
+                span_kind,
+                http: http.into_info(),
+                upstream,
+            },
+            CapturedKind::SpanEnd {
+                operation,
+                status_code,
+                error,
+            } => EventKind::SpanEnd {
+                operation: operation.to_string(),
+                status_code,
+                error,
+            },
+        }
+    }
 }
 
 impl ServiceIdentity {
@@ -93,11 +257,12 @@ impl LocalKeys {
 }
 
 impl CapturedEvent {
-    /// The wire event, with a fresh random id, built on the exporter thread: the clock's keys are `keys`' own
-    /// copies, and `identity` must share no allocation with the capturing threads'
-    /// ([`ServiceIdentity::deep_copy`]).
-    pub(crate) fn into_exported_event(
-        self,
+    /// The wire event, with a fresh random id, built on the exporter's thread from a captured event it does not
+    /// take: the event goes back to a capturing thread, which frees it ([`Queue`](crate::exporter) reuses the
+    /// blocks). Everything the wire event holds is the exporter's own: `identity` must share no allocation with
+    /// the capturing threads' ([`ServiceIdentity::deep_copy`]), and clock and lock names are `keys`' copies.
+    pub(crate) fn to_exported_event(
+        &self,
         identity: &ServiceIdentity,
         keys: &mut LocalKeys,
     ) -> Event {
@@ -108,7 +273,34 @@ impl CapturedEvent {
                 .map(|(key, counter)| (keys.get(key), counter)),
         );
         vector_clock.set_counter(&identity.own_key, self.clock.own);
-        self.into_event_with_clock(identity, vector_clock)
+        Event {
+            id: Uuid::new_v4(),
+            trace_id: self.trace_id.to_uuid(),
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            thread_id: Arc::from(self.thread_id.as_str()),
+            seq: self.seq,
+            service: Arc::clone(&identity.service),
+            instance: Arc::clone(&identity.instance),
+            timestamp: self.timestamp,
+            duration_ns: self.duration_ns,
+            vector_clock,
+            locks_held: self
+                .locks_held
+                .iter()
+                .map(|held| HeldLock {
+                    lock: keys.get(&held.lock),
+                    mode: held.mode,
+                })
+                .collect(),
+            location: match &self.location {
+                CapturedLocation::Caller(location) => Some(crate::context::location_text(location)),
+                CapturedLocation::Text(text) => Some(Arc::from(&**text)),
+                CapturedLocation::None => None,
+            },
+            tags: self.tags.clone(),
+            kind: self.kind.to_kind(),
+        }
     }
 
     /// The wire event, with a fresh random id, built on the capturing thread (the in-memory recorder).
@@ -124,7 +316,7 @@ impl CapturedEvent {
             trace_id: self.trace_id.to_uuid(),
             span_id: self.span_id,
             parent_span_id: self.parent_span_id,
-            thread_id: self.thread_id,
+            thread_id: self.thread_id.to_shared(),
             seq: self.seq,
             service: Arc::clone(&identity.service),
             instance: Arc::clone(&identity.instance),
@@ -138,7 +330,7 @@ impl CapturedEvent {
                 CapturedLocation::None => None,
             },
             tags: self.tags,
-            kind: self.kind,
+            kind: self.kind.into_kind(),
         }
     }
 }

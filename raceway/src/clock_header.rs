@@ -2,13 +2,14 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 // SIMD base64: the scalar engine was a third of the clock codec's cost.
 use base64_simd::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::clock_json::{self, RawPayload};
+use crate::clock_json::{self, RawClock, RawPayload};
 use crate::{SpanId, VectorClock};
 
 /// Header name.
@@ -48,9 +49,9 @@ pub struct ClockPayload {
     /// The sender's own span.
     pub parent_span_id: Option<SpanId>,
     /// Sender's service.
-    pub service: String,
+    pub service: Arc<str>,
     /// Sender's instance.
-    pub instance: String,
+    pub instance: Arc<str>,
     /// Sender's vector clock.
     pub clock: VectorClock,
     /// Optional flags, preserved in order.
@@ -177,7 +178,7 @@ impl<'a> From<WirePayload<'a>> for RawPayload<'a> {
             parent_span_id: w.parent_span_id,
             service: w.service,
             instance: w.instance,
-            clock: w.clock,
+            clock: RawClock::Pairs(w.clock),
             flags: w.flags,
         }
     }
@@ -344,7 +345,7 @@ impl ClockPayload {
     }
 
     fn validate(wire: RawPayload<'_>) -> Result<Self, ClockError> {
-        if wire.clock.len() > MAX_WIRE_COMPONENTS {
+        if matches!(&wire.clock, RawClock::Pairs(pairs) if pairs.len() > MAX_WIRE_COMPONENTS) {
             return Err(ClockError::TooManyComponents);
         }
         let trace_id = parse_uuid_text(&wire.trace_id).ok_or(ClockError::Malformed)?;
@@ -357,25 +358,31 @@ impl ClockPayload {
         if wire.flags.len() > MAX_FLAGS || wire.flags.iter().any(|f| f.is_empty() || f.len() > 64) {
             return Err(ClockError::Malformed);
         }
-        if wire
-            .clock
-            .iter()
-            .any(|(k, n)| !name_ok(k) || *n > crate::vector_clock::MAX_COUNTER)
-        {
-            return Err(ClockError::Malformed);
-        }
+        let clock = match wire.clock {
+            RawClock::Checked(clock) => clock,
+            RawClock::Pairs(pairs) => {
+                if pairs
+                    .iter()
+                    .any(|(k, n)| !name_ok(k) || *n > crate::vector_clock::MAX_COUNTER)
+                {
+                    return Err(ClockError::Malformed);
+                }
+                // Components arrive with the same keys request after request: share them instead of allocating.
+                VectorClock::from_pairs(
+                    pairs
+                        .iter()
+                        .map(|(k, n)| (crate::context::shared_name(k), *n)),
+                )
+            }
+        };
         Ok(ClockPayload {
             trace_id,
             span_id,
             parent_span_id,
-            service: wire.service.into_owned(),
-            instance: wire.instance.into_owned(),
-            // Components arrive with the same keys request after request: share them instead of allocating.
-            clock: VectorClock::from_pairs(
-                wire.clock
-                    .iter()
-                    .map(|(k, n)| (crate::context::shared_name(k), *n)),
-            ),
+            // Like the clock's keys, the names repeat request after request: shared, not allocated.
+            service: crate::context::shared_name(&wire.service),
+            instance: crate::context::shared_name(&wire.instance),
+            clock,
             flags: wire.flags.into_iter().map(Cow::into_owned).collect(),
         })
     }
@@ -395,7 +402,7 @@ impl ClockPayload {
             &self.parent_span_id,
             &self.service,
             &self.instance,
-            &self.clock,
+            self.clock.iter(),
             &self.flags,
         );
     }
@@ -435,9 +442,12 @@ fn encode_with(write_json: impl FnOnce(&mut Vec<u8>)) -> String {
         } else {
             &codec.json
         };
-        let mut out = String::with_capacity(3 + bytes.len().div_ceil(3) * 4);
+        // Exactly the unpadded length: a carrier that takes the string over as `Bytes` (an `http::HeaderValue`)
+        // then needs no second allocation, which it does when the capacity is larger than the length.
+        let mut out = String::with_capacity(3 + (bytes.len() * 4).div_ceil(3));
         out.push_str("v1;");
         URL_SAFE_NO_PAD.encode_append(bytes, &mut out);
+        debug_assert_eq!(out.len(), out.capacity());
         out
     })
 }
@@ -445,13 +455,13 @@ fn encode_with(write_json: impl FnOnce(&mut Vec<u8>)) -> String {
 /// Encodes a `raceway-clock` value from borrowed parts, so senders need not copy their clock and names into a
 /// [`ClockPayload`] (the hot path of every outbound call and response).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn encode_parts(
+pub(crate) fn encode_parts<'a>(
     trace_id: &Uuid,
     span_id: &SpanId,
     parent_span_id: &Option<SpanId>,
     service: &str,
     instance: &str,
-    clock: &VectorClock,
+    clock: impl Iterator<Item = (&'a str, u64)>,
     flags: &[String],
 ) -> String {
     encode_with(|json| {
@@ -530,8 +540,8 @@ mod tests {
                     trace_id: Uuid::from_bytes(trace),
                     span_id: SpanId(span.to_be_bytes()),
                     parent_span_id: parent.map(|p| SpanId(p.to_be_bytes())),
-                    service,
-                    instance,
+                    service: service.into(),
+                    instance: instance.into(),
                     clock: VectorClock::from_pairs(clock),
                     flags,
                 }
@@ -594,6 +604,46 @@ mod tests {
             }
             prop_assert_eq!(ClockPayload::from_json(&json), serde_only(&json));
         }
+    }
+
+    #[test]
+    fn out_of_bounds_components_in_canonical_form_get_the_same_verdict_as_serde() {
+        let with_clock = |clock: &str| {
+            format!(
+                r#"{{"trace_id":"4bf92f35-77b3-4da6-a3ce-929d0e0e4736","span_id":"00f067aa0ba902b7","parent_span_id":null,"service":"a","instance":"b","clock":[{clock}],"flags":[]}}"#
+            )
+        };
+        let many: Vec<String> = (0..=MAX_WIRE_COMPONENTS)
+            .map(|i| format!(r#"["k{i}#1",1]"#))
+            .collect();
+        let cases = [
+            format!(r#"["{}",1]"#, "k".repeat(257)),
+            r#"["",1]"#.to_owned(),
+            format!(r#"["a#b",{}]"#, crate::vector_clock::MAX_COUNTER + 1),
+            format!(r#"["a#b",{}]"#, crate::vector_clock::MAX_COUNTER),
+            r#"["a#b",1],["a#b",4]"#.to_owned(),
+            many.join(","),
+        ];
+        let verdicts: Vec<_> = cases
+            .iter()
+            .map(|clock| {
+                let json = with_clock(clock);
+                let ours = ClockPayload::from_json(json.as_bytes());
+                assert_eq!(ours, serde_only(json.as_bytes()), "{clock:.80}");
+                ours.map(|p| p.clock.len())
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                Err(ClockError::Malformed),
+                Err(ClockError::Malformed),
+                Err(ClockError::Malformed),
+                Ok(1),
+                Ok(1),
+                Err(ClockError::TooManyComponents),
+            ]
+        );
     }
 
     #[test]

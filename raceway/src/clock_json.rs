@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use uuid::Uuid;
 
+use crate::vector_clock::MAX_COUNTER;
 use crate::{SpanId, VectorClock};
 
 /// Writes `s` as a JSON string, byte-identical to `serde_json`.
@@ -27,14 +28,14 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes the canonical payload JSON; the output equals `serde_json::to_vec` of the wire struct.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn write_payload(
+pub(crate) fn write_payload<'a>(
     out: &mut Vec<u8>,
     trace_id: &Uuid,
     span_id: &SpanId,
     parent_span_id: &Option<SpanId>,
     service: &str,
     instance: &str,
-    clock: &VectorClock,
+    clock: impl Iterator<Item = (&'a str, u64)>,
     flags: &[String],
 ) {
     out.extend_from_slice(b"{\"trace_id\":\"");
@@ -61,7 +62,7 @@ pub(crate) fn write_payload(
     write_str(out, instance);
     out.extend_from_slice(b",\"clock\":[");
     let mut digits = itoa::Buffer::new();
-    for (i, (key, counter)) in clock.iter().enumerate() {
+    for (i, (key, counter)) in clock.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -88,8 +89,16 @@ pub(crate) struct RawPayload<'a> {
     pub parent_span_id: Option<Cow<'a, str>>,
     pub service: Cow<'a, str>,
     pub instance: Cow<'a, str>,
-    pub clock: Vec<(Cow<'a, str>, u64)>,
+    pub clock: RawClock<'a>,
     pub flags: Vec<Cow<'a, str>>,
+}
+
+/// The clock of a [`RawPayload`].
+pub(crate) enum RawClock<'a> {
+    /// As read by serde, not validated yet.
+    Pairs(Vec<(Cow<'a, str>, u64)>),
+    /// Built by the canonical reader, which checked every component's key and counter.
+    Checked(VectorClock),
 }
 
 struct Reader<'a> {
@@ -98,10 +107,15 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn literal(&mut self, expected: &str) -> Option<()> {
-        let rest = self.text.get(self.pos..)?;
-        rest.starts_with(expected)
-            .then(|| self.pos += expected.len())
+        let end = self.pos.checked_add(expected.len())?;
+        let got = self.text.as_bytes().get(self.pos..end)?;
+        // The literals are a few bytes long: a loop the compiler unrolls costs less than a call into `memcmp`.
+        got.iter()
+            .zip(expected.as_bytes())
+            .all(|(a, b)| a == b)
+            .then(|| self.pos = end)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -166,10 +180,19 @@ pub(crate) fn read_canonical(json: &[u8], max_components: usize) -> Option<RawPa
     r.literal(",\"instance\":")?;
     let instance = r.string()?;
     r.literal(",\"clock\":[")?;
-    let mut clock = Vec::with_capacity(8);
-    if r.peek() != Some(b']') {
-        loop {
-            if clock.len() == max_components {
+    // Built as it is read (no list of borrowed pairs in between), with the keys shared (they repeat request after
+    // request). Anything out of bounds is left to serde and validation, which report it.
+    let mut count = 0;
+    let mut failed = false;
+    let clock = VectorClock::from_pairs(std::iter::from_fn(|| {
+        if failed || r.peek() == Some(b']') {
+            return None;
+        }
+        let component = (|| {
+            if count > 0 {
+                r.literal(",")?;
+            }
+            if count == max_components {
                 return None;
             }
             r.literal("[")?;
@@ -177,13 +200,15 @@ pub(crate) fn read_canonical(json: &[u8], max_components: usize) -> Option<RawPa
             r.literal(",")?;
             let counter = r.counter()?;
             r.literal("]")?;
-            clock.push((Cow::Borrowed(key), counter));
-            if r.peek() == Some(b',') {
-                r.pos += 1;
-            } else {
-                break;
-            }
-        }
+            let key_ok = !key.is_empty() && key.len() <= 256;
+            (key_ok && counter <= MAX_COUNTER).then(|| (crate::context::shared_name(key), counter))
+        })();
+        count += 1;
+        failed = component.is_none();
+        component
+    }));
+    if failed {
+        return None;
     }
     r.literal("],\"flags\":[")?;
     let mut flags = Vec::new();
@@ -207,7 +232,7 @@ pub(crate) fn read_canonical(json: &[u8], max_components: usize) -> Option<RawPa
         parent_span_id,
         service: Cow::Borrowed(service),
         instance: Cow::Borrowed(instance),
-        clock,
+        clock: RawClock::Checked(clock),
         flags,
     })
 }

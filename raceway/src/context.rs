@@ -7,7 +7,10 @@ use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::captured::{CapturedEvent, CapturedLocation, ClockSnapshot};
+use crate::captured::{
+    CapturedEvent, CapturedHttp, CapturedKind, CapturedLocation, ClockSnapshot, PackedHttp,
+    ThreadName,
+};
 use crate::clock_header::{ClockPayload, RACEWAY_CLOCK};
 use crate::event::{Callee, HttpInfo, TraceparentStatus, Upstream};
 use crate::propagation::{Extracted, Extractor, Injector};
@@ -55,21 +58,86 @@ struct SpanContext {
     flags: TraceFlags,
     tracestate: TraceState,
     partial: bool,
-    thread: Arc<LogicalThread>,
+    thread: ThreadOf,
+}
+
+/// Where a span's logical thread lives: in the span that started it (a request's server span, a fork), or, for
+/// a child span on the same thread, in that span. Keeping it in the starting span saves an allocation per request.
+enum ThreadOf {
+    Own(LogicalThread),
+    /// A span whose thread is `Own`.
+    Span(Arc<SpanContext>),
+}
+
+impl SpanContext {
+    fn thread(&self) -> &LogicalThread {
+        match &self.thread {
+            ThreadOf::Own(thread) => thread,
+            ThreadOf::Span(span) => span.thread(),
+        }
+    }
+
+    /// A handle on this span's thread for a child span.
+    fn share_thread(self: &Arc<Self>) -> ThreadOf {
+        match &self.thread {
+            ThreadOf::Own(_) => ThreadOf::Span(Arc::clone(self)),
+            ThreadOf::Span(span) => ThreadOf::Span(Arc::clone(span)),
+        }
+    }
 }
 
 struct LogicalThread {
-    id: Arc<str>,
+    id: ThreadName,
     state: Mutex<ThreadState>,
 }
 
 struct ThreadState {
     seq: u64,
-    clock: VectorClock,
-    /// `clock` as of its last change other than a local tick, shared by the events captured since.
-    snapshot: Option<Arc<VectorClock>>,
+    /// The logical thread's clock as of its last change other than a tick of the local component. Events share it
+    /// (it is copied on write while they hold it), so that capturing one allocates no clock.
+    base: Arc<VectorClock>,
+    /// The local component's counter now; `base` may hold an older value of it, or none.
+    own: u64,
     locks: Vec<HeldLock>,
     forks: u32,
+}
+
+impl ThreadState {
+    fn new(clock: VectorClock, own_key: &str) -> Self {
+        ThreadState {
+            seq: 0,
+            own: clock.get(own_key),
+            base: Arc::new(clock),
+            locks: Vec::new(),
+            forks: 0,
+        }
+    }
+
+    /// Advances the local component.
+    fn tick(&mut self) -> u64 {
+        self.own = (self.own + 1).min(crate::vector_clock::MAX_COUNTER);
+        self.own
+    }
+
+    /// The full clock now.
+    fn clock(&self, own_key: &Arc<str>) -> VectorClock {
+        let mut clock = (*self.base).clone();
+        if self.own > 0 {
+            clock.set_counter(own_key, self.own);
+        }
+        clock
+    }
+
+    /// Element-wise maximum with `other`, then bounded per the spec's drop rule.
+    fn merge(&mut self, other: &VectorClock, own_key: &Arc<str>, max: usize, ttl: Duration) {
+        let base = Arc::make_mut(&mut self.base);
+        if self.own > 0 {
+            base.set_counter(own_key, self.own);
+        }
+        base.merge(other);
+        base.bound(max, own_key, ttl);
+        self.own = base.get(own_key);
+    }
 }
 
 impl fmt::Debug for Context {
@@ -78,7 +146,7 @@ impl fmt::Debug for Context {
             .field("trace_id", &self.inner.trace_id)
             .field("span_id", &self.inner.span_id)
             .field("parent_span_id", &self.inner.parent_span_id)
-            .field("thread_id", &self.inner.thread.id)
+            .field("thread_id", &self.inner.thread().id.as_str())
             .finish()
     }
 }
@@ -92,10 +160,64 @@ pub struct ServerRequest {
     pub http: Option<HttpInfo>,
 }
 
+/// The HTTP details of an inbound request, borrowed from it, for [`Raceway::http_server_span`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequestParts<'a> {
+    /// Request method.
+    pub method: &'a str,
+    /// Matched route template, when the framework knows it.
+    pub route: Option<&'a str>,
+    /// Request target (path and query).
+    pub target: &'a str,
+}
+
 impl Raceway {
     /// Opens this service's span for an inbound request: continues the extracted trace (or starts one), merges
     /// the upstream clock, and records `span_start` (carrying the request's HTTP details, if any).
     pub fn server_span(&self, extracted: &Extracted, request: ServerRequest) -> Context {
+        let http = match request.http {
+            Some(http) => CapturedHttp::Owned(http),
+            None => CapturedHttp::None,
+        };
+        self.open_server_span(extracted, request.operation.into(), || http)
+    }
+
+    /// [`Raceway::server_span`] for an HTTP request whose details are borrowed: they are copied (into one
+    /// allocation) only when events are captured. This is what the server middleware uses.
+    ///
+    /// ```
+    /// use raceway::{propagation::extract, HttpRequestParts};
+    /// let recorder = raceway::EventRecorder::new();
+    /// let raceway = raceway::Raceway::builder().service_name("svc").record_to(recorder.clone()).build().unwrap();
+    /// let extracted = extract(&http::HeaderMap::new());
+    /// let parts = HttpRequestParts { method: "GET", route: Some("/users/{id}"), target: "/users/7?full=1" };
+    /// let ctx = raceway.http_server_span(&extracted, "GET /users/{id}", parts);
+    /// ctx.end_span(Some(200), false, std::time::Duration::from_millis(1));
+    /// match &recorder.events()[0].kind {
+    ///     raceway::EventKind::SpanStart { http: Some(http), .. } => {
+    ///         assert_eq!((http.method.as_str(), http.route.as_deref()), ("GET", Some("/users/{id}")));
+    ///         assert_eq!(http.target, "/users/7?full=1");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn http_server_span(
+        &self,
+        extracted: &Extracted,
+        operation: &str,
+        http: HttpRequestParts<'_>,
+    ) -> Context {
+        self.open_server_span(extracted, operation.into(), || {
+            CapturedHttp::Packed(PackedHttp::new(http.method, http.route, http.target))
+        })
+    }
+
+    fn open_server_span(
+        &self,
+        extracted: &Extracted,
+        operation: Arc<str>,
+        http: impl FnOnce() -> CapturedHttp,
+    ) -> Context {
         let (trace_id, flags, tracestate, parent, traceparent_status) = match &extracted.traceparent
         {
             Some(tp) => (
@@ -133,16 +255,15 @@ impl Raceway {
             (parent, received_parent),
             flags,
             tracestate,
-            request.operation,
+            operation,
             clock,
             extracted.is_partial(),
         );
-        let http = request.http;
         ctx.record_lazy(
-            || EventKind::SpanStart {
-                operation: ctx.inner.operation.to_string(),
+            || CapturedKind::SpanStart {
+                operation: Arc::clone(&ctx.inner.operation),
                 span_kind: SpanKind::Server,
-                http,
+                http: http(),
                 upstream: Some(Upstream {
                     traceparent: traceparent_status,
                     clock: extracted.clock_status,
@@ -164,7 +285,7 @@ impl Raceway {
             (None, None),
             TraceFlags::new(0x03),
             TraceState::new(),
-            operation.clone(),
+            operation.as_str().into(),
             VectorClock::new(),
             false,
         );
@@ -306,14 +427,12 @@ impl Context {
         (parent_span_id, received_parent_id): (Option<SpanId>, Option<SpanId>),
         flags: TraceFlags,
         tracestate: TraceState,
-        operation: String,
+        operation: Arc<str>,
         clock: VectorClock,
         partial: bool,
     ) -> Self {
         let span_id = SpanId::random();
-        let hex = span_id.to_hex();
-        // Hex digits are ASCII; going through `str` directly skips the formatting machinery.
-        let thread_id: Arc<str> = std::str::from_utf8(&hex).unwrap_or_default().into();
+        let thread_id = ThreadName::Root(span_id.to_hex());
         Self {
             inner: Arc::new(SpanContext {
                 raceway: raceway.clone(),
@@ -321,19 +440,13 @@ impl Context {
                 span_id,
                 parent_span_id,
                 received_parent_id,
-                operation: operation.into(),
+                operation,
                 flags,
                 tracestate,
                 partial,
-                thread: Arc::new(LogicalThread {
+                thread: ThreadOf::Own(LogicalThread {
                     id: thread_id,
-                    state: Mutex::new(ThreadState {
-                        seq: 0,
-                        clock,
-                        snapshot: None,
-                        locks: Vec::new(),
-                        forks: 0,
-                    }),
+                    state: Mutex::new(ThreadState::new(clock, &raceway.inner.identity.own_key)),
                 }),
             }),
         }
@@ -356,7 +469,7 @@ impl Context {
 
     /// The logical thread id.
     pub fn thread_id(&self) -> &str {
-        &self.inner.thread.id
+        self.inner.thread().id.as_str()
     }
 
     /// Trace flags.
@@ -381,12 +494,12 @@ impl Context {
 
     /// A snapshot of the logical thread's vector clock.
     pub fn clock(&self) -> VectorClock {
-        lock_state(&self.inner.thread).clock.clone()
+        lock_state(self.inner.thread()).clock(&self.inner.raceway.inner.identity.own_key)
     }
 
     /// Locks the logical thread currently holds.
     pub fn locks_held(&self) -> Vec<HeldLock> {
-        lock_state(&self.inner.thread).locks.clone()
+        lock_state(self.inner.thread()).locks.clone()
     }
 
     /// Runs `future` with this context as the current one.
@@ -402,12 +515,10 @@ impl Context {
     /// Merges a clock into the logical thread's clock (bounded per the spec's drop rule).
     pub fn merge_clock(&self, other: &VectorClock) {
         let inner = &self.inner.raceway.inner;
-        let mut state = lock_state(&self.inner.thread);
-        state.snapshot = None;
-        state.clock.merge(other);
-        state.clock.bound(
-            inner.max_clock_components,
+        lock_state(self.inner.thread()).merge(
+            other,
             &inner.identity.own_key,
+            inner.max_clock_components,
             inner.clock_ttl,
         );
     }
@@ -431,9 +542,9 @@ impl Context {
 
     /// Like [`record_at`](Self::record_at), building the event kind only when events are captured: in
     /// propagation-only mode a hop then allocates nothing for events it will not send.
-    pub(crate) fn record_lazy(
+    pub(crate) fn record_lazy<K: Into<CapturedKind>>(
         &self,
-        kind: impl FnOnce() -> EventKind,
+        kind: impl FnOnce() -> K,
         location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
     ) {
@@ -475,9 +586,9 @@ impl Context {
     }
 
     #[inline]
-    fn record_with(
+    fn record_with<K: Into<CapturedKind>>(
         &self,
-        kind: impl FnOnce() -> EventKind,
+        kind: impl FnOnce() -> K,
         location: Option<&'static Location<'static>>,
         duration: Option<Duration>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
@@ -492,38 +603,30 @@ impl Context {
     }
 
     #[inline]
-    fn record_inner(
+    fn record_inner<K: Into<CapturedKind>>(
         &self,
-        kind: impl FnOnce() -> EventKind,
+        kind: impl FnOnce() -> K,
         location: EventLocation,
         duration: Option<Duration>,
         tags: BTreeMap<String, String>,
         update_locks: impl FnOnce(&mut Vec<HeldLock>),
     ) {
         let span = &*self.inner;
-        let raceway = &span.raceway.inner;
-        let mut state = lock_state(&span.thread);
+        let mut state = lock_state(span.thread());
         let seq = state.seq;
         state.seq += 1;
-        let own = state.clock.tick_shared(&raceway.identity.own_key);
+        let own = state.tick();
         if !span.raceway.is_capturing() {
             update_locks(&mut state.locks);
             return;
         }
-        let base = match &state.snapshot {
-            Some(base) => Arc::clone(base),
-            None => {
-                let base = Arc::new(state.clock.clone());
-                state.snapshot = Some(Arc::clone(&base));
-                base
-            }
-        };
+        let base = Arc::clone(&state.base);
         // Built in place by the sink, and only when it has room for it.
         span.raceway.capture_with(|| CapturedEvent {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
-            thread_id: Arc::clone(&span.thread.id),
+            thread_id: span.thread().id.clone(),
             seq,
             timestamp: Timestamp::now(),
             duration_ns: duration
@@ -539,7 +642,7 @@ impl Context {
                 EventLocation::Caller(None) | EventLocation::Text(None) => CapturedLocation::None,
             },
             tags: bound_tags(tags),
-            kind: kind(),
+            kind: kind().into(),
         });
         update_locks(&mut state.locks);
     }
@@ -548,8 +651,8 @@ impl Context {
     /// [`Raceway::server_span`], [`Raceway::new_trace`] or [`Context::child_span`].
     pub fn end_span(&self, status: Option<u16>, error: bool, duration: Duration) {
         self.record_lazy(
-            || EventKind::SpanEnd {
-                operation: self.inner.operation.to_string(),
+            || CapturedKind::SpanEnd {
+                operation: Arc::clone(&self.inner.operation),
                 status_code: status.map(i64::from),
                 error,
             },
@@ -597,7 +700,7 @@ impl Context {
                 flags: self.inner.flags,
                 tracestate: self.inner.tracestate.clone(),
                 partial: self.inner.partial,
-                thread: Arc::clone(&self.inner.thread),
+                thread: self.inner.share_thread(),
             }),
         };
         child.record_detailed(
@@ -618,13 +721,13 @@ impl Context {
     /// which starts with this thread's clock. Pair with [`Context::join`].
     #[track_caller]
     pub fn fork(&self) -> Context {
-        let parent = &self.inner.thread;
+        let parent = self.inner.thread();
         let n = {
             let mut state = lock_state(parent);
             state.forks += 1;
             state.forks
         };
-        let mut child_id = format!("{}.{}", parent.id, n);
+        let mut child_id = format!("{}.{}", parent.id.as_str(), n);
         if child_id.len() > 128 {
             // Deeply nested forks: keep ids within the spec's 128 bytes, unique with overwhelming probability.
             child_id = format!("{}~{:016x}", self.inner.span_id, rand::random::<u64>());
@@ -649,15 +752,12 @@ impl Context {
                 flags: self.inner.flags,
                 tracestate: self.inner.tracestate.clone(),
                 partial: self.inner.partial,
-                thread: Arc::new(LogicalThread {
-                    id: child_id,
-                    state: Mutex::new(ThreadState {
-                        seq: 0,
+                thread: ThreadOf::Own(LogicalThread {
+                    id: ThreadName::Forked(child_id),
+                    state: Mutex::new(ThreadState::new(
                         clock,
-                        snapshot: None,
-                        locks: Vec::new(),
-                        forks: 0,
-                    }),
+                        &self.inner.raceway.inner.identity.own_key,
+                    )),
                 }),
             }),
         }
@@ -669,7 +769,7 @@ impl Context {
         self.merge_clock(&child.clock());
         self.record_at(
             EventKind::AsyncAwait {
-                child_thread_id: Arc::clone(&child.inner.thread.id),
+                child_thread_id: child.inner.thread().id.to_shared(),
             },
             Some(Location::caller()),
             None,
@@ -690,7 +790,7 @@ impl Context {
     ) {
         let lock = Arc::clone(lock);
         {
-            let mut state = lock_state(&self.inner.thread);
+            let mut state = lock_state(self.inner.thread());
             state.locks.push(HeldLock {
                 lock: Arc::clone(&lock),
                 mode,
@@ -727,7 +827,8 @@ impl Context {
         } else {
             &[]
         };
-        let state = lock_state(&span.thread);
+        let state = lock_state(span.thread());
+        let own_key = &span.raceway.inner.identity.own_key;
         crate::clock_header::encode_parts(
             &span.trace_id.to_uuid(),
             &span.span_id,
@@ -735,7 +836,10 @@ impl Context {
             &span.received_parent_id.or(span.parent_span_id),
             span.raceway.service_name(),
             span.raceway.instance_id(),
-            &state.clock,
+            // The clock as it is now, without copying it.
+            state
+                .base
+                .iter_with_counter(own_key, (state.own > 0).then_some(state.own)),
             flags,
         )
     }
@@ -818,7 +922,7 @@ impl OutboundCall {
             &Some(span.span_id),
             raceway.service_name(),
             raceway.instance_id(),
-            &self.clock,
+            self.clock.iter(),
             &[],
         );
         if raceway.propagation_headers_debug() {
@@ -847,8 +951,8 @@ impl OutboundCall {
                     callee = Some(Callee {
                         trace_id: payload.trace_id,
                         span_id: payload.span_id,
-                        service: Some(payload.service),
-                        instance: Some(payload.instance),
+                        service: Some(payload.service.to_string()),
+                        instance: Some(payload.instance.to_string()),
                     });
                 }
             }

@@ -54,6 +54,11 @@ struct Queue {
     batch_ready: Notify,
     /// Every thread's buffer; the exporter drains them on its timer and on flush.
     producers: Mutex<Vec<Arc<Producer>>>,
+    /// Blocks the exporter is done with, for producers to fill again (see [`Queue::drain`]).
+    spare: Mutex<Vec<Vec<CapturedEvent>>>,
+    /// Blocks kept in `spare`, at most: as many as the queue holds, so that the memory kept for reuse is never
+    /// more than a full queue's.
+    max_spare: usize,
     /// Events captured by threads that have exited (their buffers are gone) and by unbuffered pushes.
     /// Live threads count theirs in their own buffer, so a capture writes no counter another thread reads or
     /// writes (a shared counter beside the exporter's own cost a cache-line transfer per event).
@@ -123,7 +128,7 @@ impl Queue {
         }
         buffer.unused -= 1;
         if buffer.events.capacity() == 0 {
-            buffer.events.reserve_exact(self.block);
+            buffer.events = self.spare_block();
         }
         buffer.events.push(make());
         buffer.captured += 1;
@@ -133,6 +138,23 @@ impl Queue {
             self.hand_over(block);
         }
         true
+    }
+
+    /// A block to fill: one the exporter is done with, or a new one.
+    ///
+    /// Reusing blocks also keeps the application's thread from allocating one (kilobytes) every [`BLOCK`] events
+    /// for the exporter to free.
+    #[cold]
+    fn spare_block(&self) -> Vec<CapturedEvent> {
+        let spare = lock(&self.spare).pop();
+        match spare {
+            Some(mut block) => {
+                // The exported events of its last round are freed on this thread (see `drain`).
+                block.clear();
+                block
+            }
+            None => Vec::with_capacity(self.block),
+        }
     }
 
     /// For threads whose thread-locals are gone (capture from a thread-local destructor): a block of one.
@@ -168,22 +190,42 @@ impl Queue {
         }
     }
 
-    /// Moves the handed-over blocks (and, with `everything`, the threads' partial buffers) into `out`.
-    fn drain(&self, out: &mut Vec<CapturedEvent>, everything: bool) {
-        let before = out.len();
-        let blocks = {
+    /// Passes every handed-over event (and, with `everything`, the threads' partial buffers) to `export`, and
+    /// frees their slots.
+    ///
+    /// Handed-over blocks go back to the producers with their events still in them: the thread that reuses a
+    /// block drops the events it held. The application's threads thus free what they allocated, and allocate it
+    /// again from their own allocator caches, instead of the exporter freeing it across threads (which, with
+    /// glibc's allocator, sent their allocations down its slow paths).
+    ///
+    /// `blocks` is the caller's (empty) list, swapped with the handed-over one so that neither thread frees the
+    /// other's.
+    fn drain(
+        &self,
+        blocks: &mut Vec<Vec<CapturedEvent>>,
+        mut export: impl FnMut(&CapturedEvent),
+        everything: bool,
+    ) {
+        {
             let mut ready = lock(&self.ready);
             ready.events = 0;
-            std::mem::take(&mut ready.blocks)
-        };
-        for mut block in blocks {
-            out.append(&mut block);
+            std::mem::swap(&mut ready.blocks, blocks);
+        }
+        let mut drained = 0;
+        let mut reusable = Vec::with_capacity(blocks.len());
+        for block in blocks.drain(..) {
+            block.iter().for_each(&mut export);
+            drained += block.len();
+            reusable.push(block);
         }
         let mut released = 0;
         if everything {
             lock(&self.producers).retain(|producer| {
                 let mut buffer = lock(&producer.buffer);
-                out.append(&mut buffer.events);
+                let partial = std::mem::take(&mut buffer.events);
+                partial.iter().for_each(&mut export);
+                drained += partial.len();
+                reusable.push(partial);
                 // Only the list still holds the buffer: its thread has exited.
                 let alive = Arc::strong_count(producer) > 1;
                 if !alive {
@@ -194,7 +236,14 @@ impl Queue {
                 alive
             });
         }
-        let drained = out.len() - before;
+        reusable.retain(|block| block.capacity() == self.block);
+        if !reusable.is_empty() {
+            let mut spare = lock(&self.spare);
+            let room = self.max_spare.saturating_sub(spare.len());
+            spare.extend(reusable.drain(..room.min(reusable.len())));
+        }
+        // Past the limit, blocks (and their events) are freed here.
+        drop(reusable);
         self.reserved
             .fetch_sub(drained + released, Ordering::Relaxed);
     }
@@ -222,6 +271,8 @@ impl Exporter {
             ready: Mutex::default(),
             batch_ready: Notify::new(),
             producers: Mutex::default(),
+            spare: Mutex::default(),
+            max_spare: queue_capacity.max(1).div_ceil(BLOCK.min(batch_size)),
             captured_elsewhere: AtomicU64::new(0),
         });
         let (flushes, flush_requests) = mpsc::channel(16);
@@ -289,17 +340,17 @@ struct Drain<'a> {
     /// Shares no allocation with the capturing threads (see `LocalKeys`).
     identity: ServiceIdentity,
     keys: LocalKeys,
-    captured: Vec<CapturedEvent>,
+    /// Swapped with the queue's list of handed-over blocks.
+    blocks: Vec<Vec<CapturedEvent>>,
 }
 
 impl Drain<'_> {
     fn run(&mut self, buffer: &mut Vec<Event>, everything: bool) {
-        self.queue.drain(&mut self.captured, everything);
         let (identity, keys) = (&self.identity, &mut self.keys);
-        buffer.extend(
-            self.captured
-                .drain(..)
-                .map(|event| event.into_exported_event(identity, keys)),
+        self.queue.drain(
+            &mut self.blocks,
+            |event| buffer.push(event.to_exported_event(identity, keys)),
+            everything,
         );
     }
 }
@@ -315,7 +366,7 @@ async fn run(
         queue: &queue,
         identity: identity.deep_copy(),
         keys: LocalKeys::default(),
-        captured: Vec::new(),
+        blocks: Vec::new(),
     };
     let mut buffer: Vec<Event> = Vec::with_capacity(config.batch_size);
     let client = match reqwest::Client::builder()

@@ -34,7 +34,7 @@ mod tracking;
 pub mod vector_clock;
 
 pub use clock_header::{ClockError, ClockPayload, ClockStatus};
-pub use context::{current, Context, OutboundCall, ServerRequest};
+pub use context::{current, Context, HttpRequestParts, OutboundCall, ServerRequest};
 pub use event::{Access, Event, EventBatch, EventKind, HeldLock, HttpInfo, LockMode, SpanKind};
 pub use exporter::MAX_BATCH_BYTES;
 pub use handle::{BuildError, EventRecorder, Raceway, RacewayBuilder};

@@ -200,14 +200,16 @@ impl TracestateError {
 /// ```
 /// use raceway::trace_context::TraceState;
 /// let ts = TraceState::extract([&b"rojo=1 , congo=2"[..]].into_iter()).unwrap();
-/// assert_eq!(ts.members(), &[("rojo".to_string(), "1".to_string()), ("congo".to_string(), "2".to_string())]);
+/// assert_eq!(ts.members().collect::<Vec<_>>(), [("rojo", "1"), ("congo", "2")]);
+/// assert_eq!(ts.get("congo"), Some("2"));
 /// assert_eq!(ts.header_with_entry(Some("00f067aa0ba902b7")).unwrap(), "raceway=00f067aa0ba902b7,rojo=1,congo=2");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceState {
-    /// Shared: every span of a request keeps the upstream list, and cloning it must not copy the strings.
+    /// The members as one normalised list (`key=value` joined by `,`, no whitespace, no empty members): one
+    /// allocation per received list, and shared, because every span of a request keeps the upstream list.
     /// `None` for the empty list, so that the traceparent-only path allocates nothing.
-    members: Option<std::sync::Arc<[(String, String)]>>,
+    list: Option<std::sync::Arc<str>>,
 }
 
 fn key_ok(key: &[u8]) -> bool {
@@ -235,33 +237,60 @@ impl TraceState {
 
     /// Builds a list from members; they are not validated (use [`TraceState::extract`] for input).
     pub fn from_members(members: Vec<(String, String)>) -> Self {
+        let mut list = String::new();
+        for (key, value) in &members {
+            if !list.is_empty() {
+                list.push(',');
+            }
+            list.push_str(key);
+            list.push('=');
+            list.push_str(value);
+        }
         Self {
-            members: (!members.is_empty()).then(|| members.into()),
+            list: (!members.is_empty()).then(|| list.into()),
         }
     }
 
-    /// Members in order.
-    pub fn members(&self) -> &[(String, String)] {
-        self.members.as_deref().unwrap_or_default()
+    /// Members in order, as `(key, value)`.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.list
+            .as_deref()
+            .into_iter()
+            .flat_map(|list| list.split(','))
+            .map(|member| member.split_once('=').unwrap_or((member, "")))
     }
 
     /// `true` when the list has no member.
     pub fn is_empty(&self) -> bool {
-        self.members().is_empty()
+        self.list.is_none()
     }
 
     /// The value for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.members()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// Parses every `tracestate` line per spec/PROPAGATION.md §2.1 (lines are joined with `,`).
     pub fn extract<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<Self, TracestateError> {
+        thread_local! {
+            static LIST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        LIST.with(|list| match list.try_borrow_mut() {
+            Ok(mut list) => Self::extract_into(lines, &mut list),
+            Err(_) => Self::extract_into(lines, &mut String::new()),
+        })
+    }
+
+    /// [`TraceState::extract`], normalising into `list` (a reused buffer) and copying it out once.
+    fn extract_into<'a>(
+        lines: impl Iterator<Item = &'a [u8]>,
+        list: &mut String,
+    ) -> Result<Self, TracestateError> {
+        list.clear();
+        // Where each member's key is in `list`, for the duplicate check.
+        let mut keys = [(0u16, 0u16); MAX_TRACESTATE_MEMBERS];
+        let mut count = 0;
         let mut total = 0usize;
-        let mut members: Vec<(String, String)> = Vec::new();
         for (index, line) in lines.enumerate() {
             // The joining comma counts towards the combined length.
             total += line.len() + usize::from(index > 0);
@@ -281,18 +310,35 @@ impl TraceState {
                 if !key_ok(key) || !value_ok(value) {
                     return Err(TracestateError::InvalidMember);
                 }
-                if members.len() == MAX_TRACESTATE_MEMBERS {
+                if count == MAX_TRACESTATE_MEMBERS {
                     return Err(TracestateError::TooManyMembers);
                 }
-                // Both are ASCII by the grammar checks above.
-                let key = String::from_utf8_lossy(key).into_owned();
-                if members.iter().any(|(k, _)| *k == key) {
+                if keys[..count]
+                    .iter()
+                    .any(|&(from, to)| &list.as_bytes()[from as usize..to as usize] == key)
+                {
                     return Err(TracestateError::DuplicateKey);
                 }
-                members.push((key, String::from_utf8_lossy(value).into_owned()));
+                if count > 0 {
+                    list.push(',');
+                }
+                // `total` is bounded by MAX_TRACESTATE_BYTES, so positions fit in u16.
+                let from = list.len() as u16;
+                // Both are ASCII by the grammar checks above.
+                list.push_str(
+                    std::str::from_utf8(key).map_err(|_| TracestateError::InvalidMember)?,
+                );
+                keys[count] = (from, list.len() as u16);
+                list.push('=');
+                list.push_str(
+                    std::str::from_utf8(value).map_err(|_| TracestateError::InvalidMember)?,
+                );
+                count += 1;
             }
         }
-        Ok(Self::from_members(members))
+        Ok(Self {
+            list: (count > 0).then(|| std::sync::Arc::from(list.as_str())),
+        })
     }
 
     /// The header value after the spec's mutation (§2.2): our entry (if any) left-most, any old entry of ours
@@ -346,7 +392,7 @@ mod tests {
         #[test]
         fn tracestate_parse_never_panics(s in "\\PC{0,300}") {
             if let Ok(ts) = TraceState::extract([s.as_bytes()].into_iter()) {
-                prop_assert!(ts.members().len() <= 32);
+                prop_assert!(ts.members().count() <= 32);
                 // Whatever parsed re-serialises to something that parses to the same list.
                 if let (None, Some(h)) = (ts.get(TRACESTATE_KEY), ts.header_with_entry(None)) {
                     prop_assert_eq!(TraceState::extract([h.as_bytes()].into_iter()).unwrap(), ts);

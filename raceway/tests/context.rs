@@ -213,6 +213,73 @@ fn server_span_continues_trace_and_returns_final_clock() {
     }
 }
 
+/// A request that comes back to the same service (A → B → A) carries A's own component: the new span counts on
+/// from it, and the events, the context and the response header all read the same clock.
+#[test]
+fn own_component_received_from_upstream_counts_on_and_reads_the_same_everywhere() {
+    let (svc, events) = recording("svc");
+    let upstream = ClockPayload {
+        trace_id: raceway::TraceId::random().to_uuid(),
+        span_id: raceway::SpanId::random(),
+        parent_span_id: None,
+        service: "other".into(),
+        instance: "o1".into(),
+        clock: raceway::VectorClock::from_pairs([("other#o1", 4u64), ("svc#i1", 7)]),
+        flags: vec![],
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{}-{}-01", upstream.trace_id.simple(), upstream.span_id)
+            .parse()
+            .unwrap(),
+    );
+    headers.insert("raceway-clock", upstream.encode().parse().unwrap());
+    let server = svc.server_span(
+        &svc.extract(&headers),
+        ServerRequest {
+            operation: "GET /again".into(),
+            http: None,
+        },
+    );
+    assert_eq!(
+        server.clock().get("svc#i1"),
+        8,
+        "span_start ticked on from 7"
+    );
+    // A merge that raises our own component (a callee saw a later value of it) moves the local counter too.
+    server.merge_clock(&raceway::VectorClock::from_pairs([
+        ("svc#i1", 20u64),
+        ("third#t1", 1),
+    ]));
+    server.record(EventKind::Custom {
+        name: "after merge".into(),
+        data: None,
+    });
+    server.end_span(Some(200), false, Duration::from_millis(1));
+    let clock = server.clock();
+    assert_eq!(clock.get("svc#i1"), 22);
+    assert_eq!(clock.get("other#o1"), 4);
+    assert_eq!(clock.get("third#t1"), 1);
+    let response = ClockPayload::decode(server.response_clock_header().as_bytes()).unwrap();
+    assert_eq!(
+        response.clock, clock,
+        "the response carries the clock as it is now"
+    );
+    let events = events.events();
+    let counters: Vec<u64> = events
+        .iter()
+        .map(|e| e.vector_clock.get("svc#i1"))
+        .collect();
+    assert_eq!(counters, [8, 21, 22]);
+    assert_eq!(events.last().unwrap().vector_clock, clock);
+    assert_eq!(
+        events[0].vector_clock.get("third#t1"),
+        0,
+        "captured before the merge"
+    );
+}
+
 fn call_child(recorder: &EventRecorder) -> raceway::SpanId {
     recorder
         .events()

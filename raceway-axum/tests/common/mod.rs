@@ -66,7 +66,7 @@ pub async fn echo(
         "tracestate_error": inbound.extracted().tracestate_error.map(|e| e.as_str()),
         "clock_status": serde_json::to_value(inbound.clock_status()).unwrap(),
         "partial": ctx.is_partial(),
-        "tracestate": ctx.tracestate().members(),
+        "tracestate": ctx.tracestate().members().collect::<Vec<_>>(),
         "headers": headers_json(&headers),
     }))
 }
