@@ -11,7 +11,7 @@ use crate::vector_clock::MAX_COUNTER;
 use crate::{SpanId, VectorClock};
 
 /// Writes `s` as a JSON string, byte-identical to `serde_json`.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     // Branch-free so that it vectorises; names almost never need escaping.
     let needs_escape = s.bytes().fold(false, |found, b| {
         found | (b < 0x20) | (b == b'"') | (b == b'\\')

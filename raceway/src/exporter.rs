@@ -456,7 +456,7 @@ impl Sender<'_> {
             // Sized for typical events up front: growing from empty copies the body about twice over.
             let mut body =
                 Vec::with_capacity((batch.len() * TYPICAL_EVENT_BYTES).min(MAX_BATCH_BYTES));
-            if serde_json::to_writer(&mut body, &BatchRef { events: batch }).is_err() {
+            if crate::event_json::write_batch(&mut body, batch).is_err() {
                 Stats::add(&self.stats.events_failed, batch.len() as u64);
                 continue;
             }
@@ -543,9 +543,4 @@ impl Sender<'_> {
             Err(_) => Outcome::Retry(None),
         }
     }
-}
-
-#[derive(serde::Serialize)]
-struct BatchRef<'a> {
-    events: &'a [Event],
 }

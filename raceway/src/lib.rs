@@ -21,6 +21,7 @@ pub mod clock_header;
 mod clock_json;
 mod context;
 pub mod event;
+mod event_json;
 mod exporter;
 mod handle;
 mod ids;

@@ -74,19 +74,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+impl Timestamp {
+    /// The RFC 3339 text, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: always 30 bytes, since nanoseconds in an `i64` span
+    /// the years 1677 to 2262. Written digit by digit, without the formatting machinery (exporters write one per
+    /// event).
+    pub(crate) fn to_rfc3339(self) -> [u8; 30] {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u64;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400) as u64;
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut value: u64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, y as u64);
+        put(5, 2, u64::from(m));
+        put(8, 2, u64::from(d));
+        put(11, 2, sod / 3600);
+        put(14, 2, sod % 3600 / 60);
+        put(17, 2, sod % 60);
+        put(20, 9, nanos);
+        out
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(1_000_000_000);
-        let nanos = self.0.rem_euclid(1_000_000_000);
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-        let sod = secs.rem_euclid(86_400);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            sod / 3600,
-            sod % 3600 / 60,
-            sod % 60
-        )
+        // ASCII digits and separators only.
+        f.write_str(std::str::from_utf8(&self.to_rfc3339()).unwrap_or_default())
     }
 }
 
@@ -164,7 +182,7 @@ impl FromStr for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(std::str::from_utf8(&self.to_rfc3339()).unwrap_or_default())
     }
 }
 
@@ -185,6 +203,22 @@ mod tests {
         fn display_parse_round_trip(n in any::<i64>()) {
             let t = Timestamp(n);
             prop_assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
+        }
+
+        #[test]
+        fn text_is_the_formatted_date(n in any::<i64>()) {
+            let t = Timestamp(n);
+            let secs = n.div_euclid(1_000_000_000);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let sod = secs.rem_euclid(86_400);
+            let formatted = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+                sod / 3600,
+                sod % 3600 / 60,
+                sod % 60,
+                n.rem_euclid(1_000_000_000)
+            );
+            prop_assert_eq!(t.to_string(), formatted);
         }
 
         #[test]
