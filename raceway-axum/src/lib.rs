@@ -37,8 +37,8 @@
 //!    [`raceway::Raceway::extract`]. A malformed or hostile header never fails the request: it is treated as
 //!    absent and counted in [`raceway::Raceway::stats`] (and logged when `propagation_headers_debug` is on).
 //!    A valid `traceparent` without an intact `raceway-clock` continues the trace as a *partial* span.
-//! 2. Opens the service's own server span ([`raceway::Raceway::server_span`]): `span_start` with the method, the
-//!    route and the target.
+//! 2. Opens the service's own server span ([`raceway::Raceway::http_server_span`]): `span_start` with the method,
+//!    the route and the target (borrowed from the request, and copied only when events are captured).
 //! 3. Calls the inner service with the span's [`raceway::Context`] current (task-local), so
 //!    [`raceway::current`], the tracking functions, `raceway-reqwest` and `raceway-tracing` see it. The context
 //!    and an [`Inbound`] (what was received) are also put into the request's extensions.
@@ -58,7 +58,8 @@
 //! # Customising
 //!
 //! The operation name is produced by a [`MakeOperation`] (default [`DefaultMakeOperation`]:
-//! `"{METHOD} {route or path}"`); any `Fn(&http::Method, Option<&str>, &str) -> String` works:
+//! `"{METHOD} {route or path}"`, written into a reused buffer through [`MakeOperation::write_operation`]); any
+//! `Fn(&http::Method, Option<&str>, &str) -> String` works:
 //!
 //! ```
 //! let raceway = raceway::Raceway::builder().service_name("orders").build().unwrap();

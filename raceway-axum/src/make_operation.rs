@@ -9,6 +9,14 @@ pub trait MakeOperation {
 
     /// Appends the operation name to `out`. The middleware calls this with a reused buffer; override it when the
     /// name can be written without building a `String` first.
+    ///
+    /// ```
+    /// use raceway_axum::MakeOperation;
+    /// let custom = |method: &http::Method, _route: Option<&str>, path: &str| format!("{method} {path}!");
+    /// let mut out = String::from("kept ");
+    /// custom.write_operation(&http::Method::PUT, None, "/x", &mut out);
+    /// assert_eq!(out, "kept PUT /x!");
+    /// ```
     fn write_operation(&self, method: &Method, route: Option<&str>, path: &str, out: &mut String) {
         out.push_str(&self.make_operation(method, route, path));
     }

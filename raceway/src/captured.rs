@@ -266,13 +266,12 @@ impl CapturedEvent {
         identity: &ServiceIdentity,
         keys: &mut LocalKeys,
     ) -> Event {
-        let mut vector_clock = VectorClock::from_pairs(
+        let vector_clock = VectorClock::from_pairs(
             self.clock
                 .base
-                .iter()
+                .iter_with_counter(&identity.own_key, Some(self.clock.own))
                 .map(|(key, counter)| (keys.get(key), counter)),
         );
-        vector_clock.set_counter(&identity.own_key, self.clock.own);
         Event {
             id: Uuid::new_v4(),
             trace_id: self.trace_id.to_uuid(),
@@ -305,8 +304,10 @@ impl CapturedEvent {
 
     /// The wire event, with a fresh random id, built on the capturing thread (the in-memory recorder).
     pub(crate) fn into_event(self, identity: &ServiceIdentity) -> Event {
-        let mut vector_clock = (*self.clock.base).clone();
-        vector_clock.set_counter(&identity.own_key, self.clock.own);
+        let vector_clock = self
+            .clock
+            .base
+            .with_counter(&identity.own_key, self.clock.own);
         self.into_event_with_clock(identity, vector_clock)
     }
 

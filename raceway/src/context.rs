@@ -121,11 +121,11 @@ impl ThreadState {
 
     /// The full clock now.
     fn clock(&self, own_key: &Arc<str>) -> VectorClock {
-        let mut clock = (*self.base).clone();
         if self.own > 0 {
-            clock.set_counter(own_key, self.own);
+            self.base.with_counter(own_key, self.own)
+        } else {
+            (*self.base).clone()
         }
-        clock
     }
 
     /// Element-wise maximum with `other`, then bounded per the spec's drop rule.

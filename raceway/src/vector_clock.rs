@@ -223,6 +223,27 @@ impl VectorClock {
         }
     }
 
+    /// A copy with `key`'s counter set to `counter` (inserted when missing), in one allocation.
+    pub(crate) fn with_counter(&self, key: &Arc<str>, counter: u64) -> VectorClock {
+        let mut components = Vec::with_capacity(self.components.len() + 1);
+        match self.position(key) {
+            Ok(i) => {
+                components.extend_from_slice(&self.components);
+                components[i].counter = counter;
+            }
+            Err(i) => {
+                components.extend_from_slice(&self.components[..i]);
+                components.push(Component {
+                    key: Arc::clone(key),
+                    counter,
+                    touched: process_seconds(),
+                });
+                components.extend_from_slice(&self.components[i..]);
+            }
+        }
+        VectorClock { components }
+    }
+
     /// Sets `key`'s counter (inserting it when missing), for rebuilding a clock from a shared snapshot.
     pub(crate) fn set_counter(&mut self, key: &Arc<str>, counter: u64) {
         match self.position(key) {
@@ -477,6 +498,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn with_counter_is_set_counter_on_a_copy(a in clock(), key in "[a-d]#[12]", counter in 0u64..100) {
+            let key: Arc<str> = Arc::from(key.as_str());
+            let mut oracle = a.clone();
+            oracle.set_counter(&key, counter);
+            prop_assert_eq!(a.with_counter(&key, counter), oracle);
+        }
+
         #[test]
         fn iter_with_counter_reads_as_the_updated_copy(
             a in clock(),
