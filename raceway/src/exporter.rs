@@ -78,7 +78,10 @@ struct Producer {
 
 #[derive(Default)]
 struct LocalBuffer {
+    /// `events[..filled]` are captured and not yet handed over; the rest, if the block is a reused one, were
+    /// exported in its last round and are dropped one by one as new events take their place.
     events: Vec<CapturedEvent>,
+    filled: usize,
     /// Reserved slots not used yet.
     unused: usize,
     /// Events this thread has put into the queue, ever.
@@ -129,32 +132,38 @@ impl Queue {
         buffer.unused -= 1;
         if buffer.events.capacity() == 0 {
             buffer.events = self.spare_block();
+            buffer.filled = 0;
         }
-        buffer.events.push(make());
+        let slot = buffer.filled;
+        if slot < buffer.events.len() {
+            // Replacing an exported event frees its parts here, one event at a time: the allocations that
+            // follow reuse them from this thread's allocator cache (freeing a whole block at once would
+            // overflow it).
+            buffer.events[slot] = make();
+        } else {
+            buffer.events.push(make());
+        }
+        buffer.filled += 1;
         buffer.captured += 1;
-        if buffer.events.len() >= self.block {
+        if buffer.filled >= self.block {
             let block = std::mem::take(&mut buffer.events);
+            buffer.filled = 0;
             drop(buffer);
             self.hand_over(block);
         }
         true
     }
 
-    /// A block to fill: one the exporter is done with, or a new one.
+    /// A block to fill: one the exporter is done with (holding the events it exported, which the new ones
+    /// replace; see `drain`), or a new one.
     ///
     /// Reusing blocks also keeps the application's thread from allocating one (kilobytes) every [`BLOCK`] events
     /// for the exporter to free.
     #[cold]
     fn spare_block(&self) -> Vec<CapturedEvent> {
-        let spare = lock(&self.spare).pop();
-        match spare {
-            Some(mut block) => {
-                // The exported events of its last round are freed on this thread (see `drain`).
-                block.clear();
-                block
-            }
-            None => Vec::with_capacity(self.block),
-        }
+        lock(&self.spare)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.block))
     }
 
     /// For threads whose thread-locals are gone (capture from a thread-local destructor): a block of one.
@@ -194,9 +203,9 @@ impl Queue {
     /// frees their slots.
     ///
     /// Handed-over blocks go back to the producers with their events still in them: the thread that reuses a
-    /// block drops the events it held. The application's threads thus free what they allocated, and allocate it
-    /// again from their own allocator caches, instead of the exporter freeing it across threads (which, with
-    /// glibc's allocator, sent their allocations down its slow paths).
+    /// block drops the events it held as it replaces them. The application's threads thus free what they
+    /// allocated, and allocate it again from their own allocator caches, instead of the exporter freeing it
+    /// across threads (which, with glibc's allocator, sent their allocations down its slow paths).
     ///
     /// `blocks` is the caller's (empty) list, swapped with the handed-over one so that neither thread frees the
     /// other's.
@@ -223,8 +232,10 @@ impl Queue {
             lock(&self.producers).retain(|producer| {
                 let mut buffer = lock(&producer.buffer);
                 let partial = std::mem::take(&mut buffer.events);
-                partial.iter().for_each(&mut export);
-                drained += partial.len();
+                let filled = std::mem::take(&mut buffer.filled);
+                partial[..filled].iter().for_each(&mut export);
+                drained += filled;
+                // Exported now, like the rest of it: a spare block like any other.
                 reusable.push(partial);
                 // Only the list still holds the buffer: its thread has exited.
                 let alive = Arc::strong_count(producer) > 1;
