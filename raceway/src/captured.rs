@@ -115,13 +115,6 @@ impl CapturedHttp {
             CapturedHttp::Packed(packed) => Some(packed.to_info()),
         }
     }
-
-    fn into_info(self) -> Option<crate::HttpInfo> {
-        match self {
-            CapturedHttp::Owned(info) => Some(info),
-            other => other.to_info(),
-        }
-    }
 }
 
 /// Method, route and target in one allocation (instead of three strings per request on the application's
@@ -192,27 +185,9 @@ impl CapturedKind {
 
     fn into_kind(self) -> EventKind {
         match self {
+            // The only kind that owns its strings: moved, not copied.
             CapturedKind::Kind(kind) => kind,
-            CapturedKind::SpanStart {
-                operation,
-                span_kind,
-                http,
-                upstream,
-            } => EventKind::SpanStart {
-                operation: operation.to_string(),
-                span_kind,
-                http: http.into_info(),
-                upstream,
-            },
-            CapturedKind::SpanEnd {
-                operation,
-                status_code,
-                error,
-            } => EventKind::SpanEnd {
-                operation: operation.to_string(),
-                status_code,
-                error,
-            },
+            shared => shared.to_kind(),
         }
     }
 }

@@ -10,6 +10,23 @@ use uuid::Uuid;
 use crate::vector_clock::MAX_COUNTER;
 use crate::{SpanId, VectorClock};
 
+/// Writes a clock as `serde_json` writes a [`VectorClock`]: `[["key",counter],...]`.
+pub(crate) fn write_clock<'a>(out: &mut Vec<u8>, clock: impl Iterator<Item = (&'a str, u64)>) {
+    let mut digits = itoa::Buffer::new();
+    out.push(b'[');
+    for (i, (key, counter)) in clock.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_str(out, key);
+        out.push(b',');
+        out.extend_from_slice(digits.format(counter).as_bytes());
+        out.push(b']');
+    }
+    out.push(b']');
+}
+
 /// Writes `s` as a JSON string, byte-identical to `serde_json`.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     // Branch-free so that it vectorises; names almost never need escaping.
@@ -60,19 +77,9 @@ pub(crate) fn write_payload<'a>(
     write_str(out, service);
     out.extend_from_slice(b",\"instance\":");
     write_str(out, instance);
-    out.extend_from_slice(b",\"clock\":[");
-    let mut digits = itoa::Buffer::new();
-    for (i, (key, counter)) in clock.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        write_str(out, key);
-        out.push(b',');
-        out.extend_from_slice(digits.format(counter).as_bytes());
-        out.push(b']');
-    }
-    out.extend_from_slice(b"],\"flags\":[");
+    out.extend_from_slice(b",\"clock\":");
+    write_clock(out, clock);
+    out.extend_from_slice(b",\"flags\":[");
     for (i, flag) in flags.iter().enumerate() {
         if i > 0 {
             out.push(b',');

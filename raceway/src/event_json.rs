@@ -8,7 +8,7 @@
 
 use uuid::Uuid;
 
-use crate::clock_json::write_str;
+use crate::clock_json::{write_clock, write_str};
 use crate::Event;
 
 /// Writes `{"events":[...]}`, as `serde_json` writes an [`EventBatch`](crate::EventBatch).
@@ -67,18 +67,9 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &Event) -> serde_json::Resul
         out.extend_from_slice(b",\"duration_ns\":");
         out.extend_from_slice(digits.format(duration).as_bytes());
     }
-    out.extend_from_slice(b",\"vector_clock\":[");
-    for (i, (key, counter)) in event.vector_clock.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        write_str(out, key);
-        out.push(b',');
-        out.extend_from_slice(digits.format(counter).as_bytes());
-        out.push(b']');
-    }
-    out.extend_from_slice(b"],\"locks_held\":");
+    out.extend_from_slice(b",\"vector_clock\":");
+    write_clock(out, event.vector_clock.iter());
+    out.extend_from_slice(b",\"locks_held\":");
     if event.locks_held.is_empty() {
         out.extend_from_slice(b"[]");
     } else {
